@@ -1,0 +1,50 @@
+"""`steering-agent VERB ...`: one thin command per verb, each a module with
+`add_arguments(parser)` and `run(args) -> int`, imported only when used."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+VERBS: dict[str, tuple[str, str]] = {
+    "drive": ("steering_agent.drive", "drive one closed-loop episode and summarise it"),
+    "record": ("steering_agent.recording", "record expert drives to rosbag2 (MCAP)"),
+    "train": ("steering_agent.train", "train a CNN+LSTM or CNN from recorded bags"),
+    "eval": ("steering_agent.evaluate", "closed-loop evaluation on held-out seeds"),
+    "bench": ("steering_agent.bench", "latency and throughput benchmarks"),
+    "closed-loop": ("steering_agent.closed_loop", "sim_bridge + agent over DDS"),
+    "export-onnx": ("steering_agent.onnx_export", "export a checkpoint to ONNX"),
+    "sim-preview": ("sim.preview", "save a picture of frames from several seeds"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="steering-agent", description=__doc__)
+    sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+    for verb, (module, help_text) in VERBS.items():
+        p = sub.add_parser(verb, help=help_text, description=help_text)
+        p.set_defaults(_module=module)
+        if verb in sys.argv[1:2]:  # import only the module whose options we need
+            importlib.import_module(module).add_arguments(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] and argv[0] in VERBS:
+        parser = argparse.ArgumentParser(prog=f"steering-agent {argv[0]}")
+        module = importlib.import_module(VERBS[argv[0]][0])
+        module.add_arguments(parser)
+        args = parser.parse_args(argv[1:])
+        try:
+            return int(module.run(args) or 0)
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            return 130
+    build_parser().parse_args(argv)  # prints usage / help and exits
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

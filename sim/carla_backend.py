@@ -1,0 +1,490 @@
+"""`SteeringAgent/CarlaDrive-v0`: the gymnasium env over a real CARLA 0.9.16 server.
+
+Same observation, action and `info` keys as the embedded `DriveEnv`, so the policy, the
+evaluation and the recorder run unchanged on CARLA. The `carla` package is imported only
+when an env connects (importing `sim` never imports it).
+
+The env owns the world while it runs: synchronous mode at 0.05 s, the traffic manager in
+sync too, one tick per `step`. `close()` destroys every actor it spawned and restores the
+world settings; so does any error raised from CARLA during `reset`/`step` (a world left in
+synchronous mode with nobody ticking freezes every other client), and a weakref finalizer
+does it at interpreter exit if nobody called `close()`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import logging
+import math
+import queue
+import weakref
+from types import ModuleType
+from typing import Any, ClassVar
+
+import cv2
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from sim.carla_route import PurePursuitExpert, RoutePolyline, carla_to_ros_pose
+
+log = logging.getLogger(__name__)
+
+DT = 0.05
+# The CARLA ROS bridge's rgb_front (carla_spawn_objects/config/objects.json): x=2.0,
+# y=0.0, z=2.0 m, roll/pitch/yaw 0, 800x600, FOV 90.
+CAMERA_MOUNT = {"x": 2.0, "y": 0.0, "z": 2.0, "roll": 0.0, "pitch": 0.0, "yaw": 0.0}
+START_SERVER_HINT = (
+    "start one with `./CarlaUE4.sh -RenderOffScreen -carla-rpc-port={port}` in the CARLA "
+    "0.9.16 folder, or `docker run --rm --gpus all --net=host carlasim/carla:0.9.16 "
+    "./CarlaUE4.sh -RenderOffScreen -carla-rpc-port={port}`, or pass host=/port= of a "
+    "running server"
+)
+
+
+class CarlaConnectionError(RuntimeError):
+    """No CARLA server answered at host:port within the timeout (or `carla` is missing)."""
+
+
+class CarlaSensorTimeoutError(RuntimeError):
+    """The camera frame of a tick did not arrive within the timeout."""
+
+
+class _CarlaSession:
+    """Everything the env changed on the server, so it can all be undone in one call.
+
+    Kept apart from the env so a weakref finalizer can clean up without holding the env.
+    """
+
+    def __init__(self, carla: ModuleType):
+        self.carla = carla
+        self.client: Any = None
+        self.world: Any = None
+        self.traffic_manager: Any = None
+        self.original_settings: Any = None
+        self.actors: list[Any] = []
+
+    def destroy_actors(self) -> None:
+        """Stop sensors and destroy every spawned actor (sensors first, then the car)."""
+        actors, self.actors = self.actors[::-1], []
+        for actor in actors:
+            if hasattr(actor, "stop"):
+                try:
+                    actor.stop()
+                except Exception as e:  # keep going: destroying matters more
+                    log.warning("CARLA: could not stop sensor %s: %s", actor.id, e)
+        if not actors:
+            return
+        try:
+            destroy = self.carla.command.DestroyActor
+            self.client.apply_batch_sync([destroy(a.id) for a in actors], False)
+        except Exception as e:
+            log.warning("CARLA: batch destroy failed (%s); destroying one by one", e)
+            for actor in actors:
+                try:
+                    actor.destroy()
+                except Exception as e2:
+                    log.warning("CARLA: could not destroy actor %s: %s", actor.id, e2)
+
+    def close(self) -> None:
+        """Destroy actors, then give the world back its settings; idempotent."""
+        try:
+            self.destroy_actors()
+        finally:
+            if self.traffic_manager is not None:
+                try:
+                    self.traffic_manager.set_synchronous_mode(False)
+                except Exception as e:
+                    log.warning("CARLA: could not reset the traffic manager: %s", e)
+                self.traffic_manager = None
+            if self.original_settings is not None and self.world is not None:
+                try:
+                    self.world.apply_settings(self.original_settings)
+                except Exception as e:
+                    log.warning("CARLA: could not restore the world settings: %s", e)
+                self.original_settings = None
+
+
+class CarlaDriveEnv(gym.Env):
+    """Drive a CARLA route from the front camera (see module docstring).
+
+    Args:
+        width, height, fov_deg: the camera (defaults: the ROS bridge's rgb_front).
+        route_length_m: route length built from the map's waypoints.
+        render_mode: None or "rgb_array" (the last camera frame).
+        max_steps: truncation limit (default: enough for the route at 4 m/s).
+        host, port, timeout: the CARLA server and the RPC timeout (s).
+        town: map to load ("Town01"), or None to keep the loaded one.
+        spawn_point: index into `map.get_spawn_points()`; None draws one from the seed.
+        vehicle_filter, role_name: the ego blueprint and its role (the bridge's defaults).
+        target_speed_mps: cruise speed of the privileged expert.
+        tm_port: traffic manager port.
+        enable_ros: name the car and camera for CARLA's native ROS 2 (`--ros2` servers):
+            `ros_name` = role_name / "rgb_front" and `camera.enable_for_ros()`.
+        carla_module: the `carla` module to use (tests pass a stand-in); default imports it.
+    """
+
+    metadata: ClassVar[dict] = {"render_modes": ["rgb_array"], "render_fps": round(1.0 / DT)}
+
+    def __init__(
+        self,
+        width: int = 800,
+        height: int = 600,
+        fov_deg: float = 90.0,
+        route_length_m: float = 300.0,
+        render_mode: str | None = None,
+        max_steps: int | None = None,
+        host: str = "localhost",
+        port: int = 2000,
+        timeout: float = 10.0,
+        town: str | None = "Town01",
+        spawn_point: int | None = 0,
+        vehicle_filter: str = "vehicle.audi.tt",
+        role_name: str = "ego_vehicle",
+        target_speed_mps: float = 8.0,
+        waypoint_spacing_m: float = 1.0,
+        tm_port: int = 8000,
+        enable_ros: bool = False,
+        carla_module: ModuleType | None = None,
+    ):
+        if render_mode not in (None, "rgb_array"):
+            raise ValueError(f"render_mode={render_mode!r}: use None or 'rgb_array'")
+        if width < 8 or height < 8 or not 1.0 <= fov_deg < 180.0:
+            raise ValueError(f"camera {width}x{height} fov {fov_deg}: need >=8 px, 1<=fov<180")
+        if route_length_m <= 2 * waypoint_spacing_m:
+            raise ValueError(f"route_length_m={route_length_m}: must exceed 2 waypoint spacings")
+        self.width, self.height, self.fov_deg = int(width), int(height), float(fov_deg)
+        self.route_length_m = float(route_length_m)
+        self.render_mode = render_mode
+        self.max_steps = max_steps or math.ceil(route_length_m / 4.0 / DT)
+        self.host, self.port, self.timeout = host, int(port), float(timeout)
+        self.town, self.spawn_point = town, spawn_point
+        self.vehicle_filter, self.role_name = vehicle_filter, role_name
+        self.target_speed_mps = float(target_speed_mps)
+        self.waypoint_spacing_m = float(waypoint_spacing_m)
+        self.tm_port, self.enable_ros = int(tm_port), bool(enable_ros)
+        self._carla_module = carla_module
+        self.dt = DT
+
+        self.observation_space = spaces.Dict(
+            {
+                "image": spaces.Box(0, 255, (self.height, self.width, 3), np.uint8),
+                "speed": spaces.Box(0.0, np.inf, (1,), np.float32),
+            }
+        )
+        self.action_space = spaces.Box(
+            np.array([-1.0, 0.0, 0.0], np.float32), np.array([1.0, 1.0, 1.0], np.float32)
+        )
+        self._session: _CarlaSession | None = None
+        self._finalizer: weakref.finalize | None = None
+        self._frames: queue.Queue = queue.Queue()
+        self._collisions: list[Any] = []
+        self._lane_invasions: list[Any] = []
+        self._vehicle: Any = None
+        self._route: RoutePolyline | None = None
+        self._expert: PurePursuitExpert | None = None
+        self._last_rgb: np.ndarray | None = None
+        self._seg_hint = 0
+        self._steps = 0
+        self._seed: int | None = None
+
+    # ---- connection -------------------------------------------------------------------
+
+    def _import_carla(self) -> ModuleType:
+        if self._carla_module is not None:
+            return self._carla_module
+        try:
+            return importlib.import_module("carla")
+        except ImportError as e:
+            raise CarlaConnectionError(
+                "CarlaDrive-v0 needs the CARLA client: `pip install carla==0.9.16` "
+                f"(import failed: {e})"
+            ) from e
+
+    def _connect(self) -> _CarlaSession:
+        carla = self._import_carla()
+        session = _CarlaSession(carla)
+        try:
+            session.client = carla.Client(self.host, self.port)
+            session.client.set_timeout(self.timeout)
+            world = session.client.get_world()
+            if self.town and world.get_map().name.split("/")[-1] != self.town:
+                session.client.set_timeout(max(self.timeout, 60.0))  # map loads take a while
+                world = session.client.load_world(self.town)
+                session.client.set_timeout(self.timeout)
+        except RuntimeError as e:
+            raise CarlaConnectionError(
+                f"no CARLA server answered at {self.host}:{self.port} within "
+                f"{self.timeout:g} s ({e}); " + START_SERVER_HINT.format(port=self.port)
+            ) from e
+        session.world = world
+        session.original_settings = world.get_settings()
+        settings = world.get_settings()
+        settings.synchronous_mode = True
+        settings.fixed_delta_seconds = DT
+        world.apply_settings(settings)
+        session.traffic_manager = session.client.get_trafficmanager(self.tm_port)
+        session.traffic_manager.set_synchronous_mode(True)
+        return session
+
+    def _shutdown(self) -> None:
+        session, self._session = self._session, None
+        if self._finalizer is not None:
+            self._finalizer.detach()
+            self._finalizer = None
+        self._vehicle = None
+        if session is not None:
+            session.close()
+
+    # ---- episode set-up ---------------------------------------------------------------
+
+    def _spawn(self, session: _CarlaSession) -> None:
+        carla, world = session.carla, session.world
+        library = world.get_blueprint_library()
+        spawn_points = world.get_map().get_spawn_points()
+        if not spawn_points:
+            raise RuntimeError(f"CARLA map {world.get_map().name} has no spawn points")
+        if self.spawn_point is None:
+            index = int(self.np_random.integers(len(spawn_points)))
+        elif not 0 <= self.spawn_point < len(spawn_points):
+            raise ValueError(
+                f"spawn_point={self.spawn_point}: this map has {len(spawn_points)} spawn "
+                f"points (0..{len(spawn_points) - 1}); pick one in range or None"
+            )
+        else:
+            index = self.spawn_point
+        car_bp = library.filter(self.vehicle_filter)[0]
+        car_bp.set_attribute("role_name", self.role_name)
+        if self.enable_ros:
+            car_bp.set_attribute("ros_name", self.role_name)
+        self._vehicle = world.spawn_actor(car_bp, spawn_points[index])
+        session.actors.append(self._vehicle)
+
+        cam_bp = library.find("sensor.camera.rgb")
+        for key, value in (
+            ("image_size_x", self.width),
+            ("image_size_y", self.height),
+            ("fov", self.fov_deg),
+            ("sensor_tick", 0.0),  # every tick in synchronous mode
+            ("role_name", "rgb_front"),
+        ):
+            cam_bp.set_attribute(key, str(value))
+        if self.enable_ros:
+            cam_bp.set_attribute("ros_name", "rgb_front")
+        m = CAMERA_MOUNT
+        mount = carla.Transform(
+            carla.Location(x=m["x"], y=m["y"], z=m["z"]),
+            carla.Rotation(pitch=m["pitch"], yaw=m["yaw"], roll=m["roll"]),
+        )
+        camera = world.spawn_actor(cam_bp, mount, attach_to=self._vehicle)
+        session.actors.append(camera)
+        camera.listen(self._frames.put)
+        if self.enable_ros:
+            camera.enable_for_ros()
+        for type_id, sink in (
+            ("sensor.other.collision", self._collisions),
+            ("sensor.other.lane_invasion", self._lane_invasions),
+        ):
+            sensor = world.spawn_actor(
+                library.find(type_id), carla.Transform(), attach_to=self._vehicle
+            )
+            session.actors.append(sensor)
+            sensor.listen(sink.append)  # list.append is atomic: safe from CARLA's thread
+
+    def _build_route(self, session: _CarlaSession) -> None:
+        carla = session.carla
+        cmap = session.world.get_map()
+        wp = cmap.get_waypoint(
+            self._vehicle.get_transform().location,
+            project_to_road=True,
+            lane_type=carla.LaneType.Driving,
+        )
+        points, widths, length = [], [], 0.0
+        while wp is not None:
+            loc = wp.transform.location
+            x, y, _ = carla_to_ros_pose(loc.x, loc.y, 0.0)
+            if points:
+                length += math.hypot(x - points[-1][0], y - points[-1][1])
+            points.append((x, y))
+            widths.append(wp.lane_width)
+            if length >= self.route_length_m:
+                break
+            nxt = wp.next(self.waypoint_spacing_m)
+            # Junctions offer several successors: the seed picks one, reproducibly.
+            wp = nxt[int(self.np_random.integers(len(nxt)))] if nxt else None
+        if len(points) < 2:
+            raise RuntimeError(
+                f"CARLA map {cmap.name}: no drivable route from spawn point {self.spawn_point}"
+            )
+        self._route = RoutePolyline(np.asarray(points), np.asarray(widths))
+        max_steer = math.radians(70.0)
+        with contextlib.suppress(Exception):  # the car's own wheel limit, where reported
+            max_steer = math.radians(self._vehicle.get_physics_control().wheels[0].max_steer_angle)
+        self._expert = PurePursuitExpert(
+            self._route, self.target_speed_mps, max_steer_rad=max_steer
+        )
+
+    # ---- gym API ----------------------------------------------------------------------
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        self._seed = seed
+        try:
+            if self._session is None:
+                self._session = self._connect()
+                self._finalizer = weakref.finalize(self, self._session.close)
+            else:
+                self._session.destroy_actors()
+            self._frames = queue.Queue()
+            self._collisions.clear()
+            self._lane_invasions.clear()
+            self._spawn(self._session)
+            self._build_route(self._session)
+            self._steps, self._seg_hint = 0, 0
+            self._session.world.tick()  # settle the spawn; its frame is discarded
+            frame = self._session.world.tick()
+            rgb = self._camera_frame(frame)
+        except BaseException:
+            self._shutdown()
+            raise
+        obs, info = self._observe(rgb)
+        return obs, info
+
+    def step(self, action):
+        if self._session is None or self._vehicle is None:
+            raise RuntimeError("CarlaDriveEnv.step() before reset(): call reset() first")
+        a = np.asarray(action, dtype=np.float32).reshape(-1)
+        if a.shape != (3,) or not np.all(np.isfinite(a)):
+            raise ValueError(
+                f"action {action!r}: need 3 finite numbers [steer, throttle, brake] "
+                "(a NaN usually means the policy diverged)"
+            )
+        a = np.clip(a, self.action_space.low, self.action_space.high)
+        carla = self._session.carla
+        try:
+            self._vehicle.apply_control(
+                carla.VehicleControl(
+                    throttle=float(a[1]),
+                    steer=float(a[0]),
+                    brake=float(a[2]),
+                    hand_brake=False,
+                    reverse=False,
+                    manual_gear_shift=False,
+                    gear=0,
+                )
+            )
+            frame = self._session.world.tick()
+            rgb = self._camera_frame(frame)
+            self._steps += 1
+            obs, info = self._observe(rgb)
+        except BaseException:
+            self._shutdown()
+            raise
+        collided = bool(self._collisions)
+        route_done = info["route_completion"] >= 1.0 - 1e-6
+        terminated = collided or info["off_road"] or route_done
+        truncated = not terminated and self._steps >= self.max_steps
+        reward = float(info["speed_mps"] * DT * math.cos(info["heading_error_rad"])) - 0.1 * abs(
+            info["lateral_error_m"]
+        )
+        return obs, reward, terminated, truncated, info
+
+    def advance(self) -> tuple[dict, dict]:
+        """Tick once WITHOUT applying a control and return (obs, info).
+
+        For an external controller driving the car, e.g. the agent node over CARLA's native
+        ROS 2 (`enable_ros=True`): this process only owns the clock and the episode.
+        """
+        if self._session is None or self._vehicle is None:
+            raise RuntimeError("CarlaDriveEnv.advance() before reset(): call reset() first")
+        try:
+            rgb = self._camera_frame(self._session.world.tick())
+            self._steps += 1
+            return self._observe(rgb)
+        except BaseException:
+            self._shutdown()
+            raise
+
+    def render(self):
+        return None if self._last_rgb is None else self._last_rgb.copy()
+
+    def close(self):
+        self._shutdown()
+        super().close()
+
+    # ---- helpers the evaluation and recording use --------------------------------------
+
+    def camera_info(self) -> dict:
+        """Pinhole intrinsics of the camera (CARLA cameras have no distortion)."""
+        fx = self.width / (2.0 * math.tan(math.radians(self.fov_deg) / 2.0))
+        return {
+            "width": self.width,
+            "height": self.height,
+            "fx": fx,
+            "fy": fx,
+            "cx": self.width / 2.0,
+            "cy": self.height / 2.0,
+        }
+
+    def recenter(self) -> None:
+        """Put the car on the centre line at its current progress, heading along the route."""
+        if self._session is None or self._route is None:
+            raise RuntimeError("CarlaDriveEnv.recenter() before reset()")
+        carla = self._session.carla
+        s, *_ = self._route.locate(*self._pose(), hint_index=self._seg_hint)
+        x, y, yaw = self._route.point_at(s)
+        z = self._vehicle.get_transform().location.z
+        self._vehicle.set_transform(
+            carla.Transform(carla.Location(x=x, y=-y, z=z), carla.Rotation(yaw=-math.degrees(yaw)))
+        )
+
+    # ---- internals --------------------------------------------------------------------
+
+    def _camera_frame(self, frame: int) -> np.ndarray:
+        """RGB of the camera image taken at `frame`; older frames are dropped."""
+        while True:
+            try:
+                image = self._frames.get(timeout=self.timeout)
+            except queue.Empty:
+                raise CarlaSensorTimeoutError(
+                    f"no camera image for frame {frame} within {self.timeout:g} s from "
+                    f"{self.host}:{self.port}; is the server overloaded (try a smaller "
+                    "width/height) or another client ticking the world?"
+                ) from None
+            if image.frame >= frame:
+                break
+        bgra = np.frombuffer(image.raw_data, dtype=np.uint8).reshape(image.height, image.width, 4)
+        self._last_rgb = cv2.cvtColor(bgra, cv2.COLOR_BGRA2RGB)  # one pass, contiguous
+        return self._last_rgb
+
+    def _pose(self) -> tuple[float, float, float]:
+        tf = self._vehicle.get_transform()
+        return carla_to_ros_pose(tf.location.x, tf.location.y, tf.rotation.yaw)
+
+    def _observe(self, rgb: np.ndarray) -> tuple[dict, dict]:
+        x, y, yaw = self._pose()
+        v = self._vehicle.get_velocity()
+        speed = float(math.sqrt(v.x * v.x + v.y * v.y + v.z * v.z))
+        s, lateral, heading, self._seg_hint = self._route.locate(x, y, yaw, self._seg_hint)
+        carla = self._session.carla
+        loc = self._vehicle.get_transform().location
+        on_lane = self._session.world.get_map().get_waypoint(
+            loc, project_to_road=False, lane_type=carla.LaneType.Driving
+        )
+        obs = {"image": rgb, "speed": np.array([speed], dtype=np.float32)}
+        info = {
+            "lateral_error_m": lateral,
+            "heading_error_rad": heading,
+            "progress_m": s,
+            "route_completion": min(1.0, s / self._route.length_m),
+            "off_road": on_lane is None,
+            "collision": bool(self._collisions),
+            "lane_invasions": len(self._lane_invasions),
+            "expert_action": self._expert.act(x, y, yaw, speed, s),
+            "sim_time_s": self._steps * DT,
+            "speed_mps": speed,
+            "seed": self._seed,
+            "pose": (x, y, yaw),
+        }
+        return obs, info

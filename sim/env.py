@@ -1,0 +1,223 @@
+"""`SteeringAgent/Drive-v0`: the embedded simulator as a gymnasium environment.
+
+Road seeds: `reset(seed=s)` drives road `s` (and seeds `np_random`); `reset()` without a
+seed draws a training road (< `EVAL_SEED_START`) from `np_random`; `options={"road_seed":
+s}` picks road `s` without reseeding. Evaluation code calls `reset(seed=eval_seed)`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar
+
+import cv2
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from sim.camera import IpmCamera
+from sim.expert import ExpertDriver
+from sim.render import CameraMaps, RoadRenderer
+from sim.road import LaneRoad, check_seed
+from sim.seeds import EVAL_SEED_START
+from sim.vehicle import BicycleModel, VehicleState
+
+MAX_SPEED_OBS = 60.0
+
+
+class DriveEnv(gym.Env):
+    """Lane keeping on procedural roads seen through a front camera.
+
+    Args:
+        width, height, fov_deg: camera image size and horizontal field of view.
+        route_length_m: route length; the episode ends (terminated) at its end.
+        render_mode: None or "rgb_array" (camera view with a top-down inset).
+        max_steps: truncation limit; default: twice the time the route takes at
+            `target_speed_mps`, plus 10 s.
+        camera_height_m, camera_pitch_deg, camera_x_m: camera mount.
+        target_speed_mps: the expert's cruise speed; also the start speed unless
+            `start_speed_mps` is given.
+        camera_jitter: shake the camera mount by up to one pixel row (seeded per road).
+
+    Actions are [steer, throttle, brake] with CARLA's meaning; values out of range are
+    clipped, NaN raises ValueError. The episode terminates when the car's centre leaves
+    the paved road (beyond an edge line) or the route is done.
+    """
+
+    metadata: ClassVar[dict] = {"render_modes": ["rgb_array"], "render_fps": 20}
+    dt = BicycleModel.dt
+
+    def __init__(
+        self,
+        width: int = 200,
+        height: int = 66,
+        fov_deg: float = 90.0,
+        route_length_m: float = 1000.0,
+        render_mode: str | None = None,
+        max_steps: int | None = None,
+        camera_height_m: float = 1.5,
+        camera_pitch_deg: float = 15.0,
+        camera_x_m: float = 1.0,
+        target_speed_mps: float = 10.0,
+        start_speed_mps: float | None = None,
+        camera_jitter: bool = True,
+    ) -> None:
+        if render_mode not in (None, "rgb_array"):
+            raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
+        if not (isinstance(route_length_m, (int, float)) and 10 <= route_length_m <= 100_000):
+            raise ValueError(f"route_length_m must be within 10..100000, got {route_length_m!r}")
+        if not 0.0 < target_speed_mps <= 30.0:
+            raise ValueError(f"target_speed_mps must be within (0, 30], got {target_speed_mps}")
+        self.camera = IpmCamera(
+            width, height, fov_deg, camera_height_m, camera_pitch_deg, camera_x_m
+        )
+        self._maps = CameraMaps(self.camera, 1 if camera_jitter else 0)
+        self.render_mode = render_mode
+        self.route_length_m = float(route_length_m)
+        self.target_speed_mps = float(target_speed_mps)
+        self.start_speed_mps = target_speed_mps if start_speed_mps is None else start_speed_mps
+        if max_steps is None:
+            max_steps = math.ceil((2 * route_length_m / target_speed_mps + 10) / self.dt)
+        if isinstance(max_steps, bool) or not isinstance(max_steps, (int, np.integer)):
+            raise TypeError(f"max_steps must be an int or None, got {max_steps!r}")
+        if max_steps < 1:
+            raise ValueError(f"max_steps must be >= 1, got {max_steps}")
+        self.max_steps = int(max_steps)
+        self.observation_space = spaces.Dict(
+            {
+                "image": spaces.Box(0, 255, (self.camera.height, self.camera.width, 3), np.uint8),
+                "speed": spaces.Box(0.0, MAX_SPEED_OBS, (1,), np.float32),
+            }
+        )
+        self.action_space = spaces.Box(
+            np.array([-1, 0, 0], np.float32), np.array([1, 1, 1], np.float32), dtype=np.float32
+        )
+        self.road: LaneRoad | None = None
+        self._image: np.ndarray | None = None
+
+    # -- episode -------------------------------------------------------------------------
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        """Start a route; see the module docstring for how the road seed is chosen."""
+        if seed is not None:
+            seed = check_seed(seed)
+        super().reset(seed=seed)
+        road_seed = (options or {}).get("road_seed")
+        if road_seed is not None:
+            road_seed = check_seed(road_seed, "options['road_seed']")
+        elif seed is not None:
+            road_seed = seed
+        else:
+            road_seed = int(self.np_random.integers(0, EVAL_SEED_START))
+        self.road_seed = road_seed
+        self.road = LaneRoad.generate(road_seed, self.route_length_m)
+        self.renderer = RoadRenderer(self.road, self.camera, maps=self._maps)
+        self.expert = ExpertDriver(self.road, self.target_speed_mps)
+        x, y, yaw = self.road.pose_at(0.0)
+        self.car = BicycleModel(state=VehicleState(x, y, yaw, float(self.start_speed_mps)))
+        self._jitter_rng = np.random.default_rng([road_seed, 0x4A4954])
+        self._steps = 0
+        self._located = self.road.locate(x, y, 0.0)
+        self._progress = 0.0
+        return self._observe(), self._info()
+
+    def step(self, action):
+        """Advance 0.05 s with `action` = [steer, throttle, brake] (clipped; NaN raises)."""
+        if self.road is None:
+            raise RuntimeError("call reset() before step()")
+        a = np.asarray(action, dtype=np.float64)
+        if a.shape != (3,):
+            raise ValueError(f"action must have shape (3,) = steer, throttle, brake; got {a.shape}")
+        if not np.isfinite(a).all():
+            raise ValueError(f"action {a.tolist()} has NaN or inf; send finite numbers")
+        st = self.car.step(a[0], a[1], a[2])
+        self._steps += 1
+        self._located = self.road.locate(st.x, st.y, self._located[0])
+        s, lateral, _ = self._located
+        progress = min(max(s, 0.0), self.route_length_m)
+        w = self.road.lane_width
+        off_road = lateral < -0.5 * w - 0.35 or lateral > 1.5 * w + 0.35
+        done = progress >= self.route_length_m
+        reward = (progress - self._progress) - 0.05 * abs(lateral) - (10.0 if off_road else 0.0)
+        self._progress = progress
+        obs, info = self._observe(), self._info()
+        truncated = self._steps >= self.max_steps and not (off_road or done)
+        return obs, float(reward), bool(off_road or done), bool(truncated), info
+
+    def recenter(self):
+        """Put the car on the centre line at its current progress, heading along the road.
+
+        Returns the new (observation, info), as after a step.
+        """
+        if self.road is None:
+            raise RuntimeError("call reset() before recenter()")
+        s = self._located[0]
+        x, y, yaw = self.road.pose_at(s)
+        st = self.car.state
+        st.x, st.y, st.yaw, st.wheel_angle = x, y, yaw, 0.0
+        self._located = self.road.locate(x, y, s)
+        self.expert.reset()
+        return self._observe(), self._info()
+
+    # -- outputs -------------------------------------------------------------------------
+
+    def _observe(self) -> dict:
+        st = self.car.state
+        s, lateral, _ = self._located
+        jitter = int(self._jitter_rng.integers(-1, 2)) if self._maps.jitter_rows else 0
+        self._image = self.renderer.render(st.x, st.y, st.yaw, s, lateral, jitter)
+        speed = np.array([min(st.speed, MAX_SPEED_OBS)], dtype=np.float32)
+        return {"image": self._image, "speed": speed}
+
+    def _info(self) -> dict:
+        st = self.car.state
+        _s, lateral, heading = self._located
+        return {
+            "lateral_error_m": float(lateral),
+            "heading_error_rad": float(math.remainder(st.yaw - heading, math.tau)),
+            "progress_m": float(self._progress),
+            "route_completion": float(self._progress / self.route_length_m),
+            "off_road": bool(
+                lateral < -0.5 * self.road.lane_width - 0.35
+                or lateral > 1.5 * self.road.lane_width + 0.35
+            ),
+            "expert_action": self.expert.act(st, self._located),
+            "sim_time_s": self._steps * self.dt,
+            "speed_mps": float(st.speed),
+            "seed": self.road_seed,
+            "pose": (float(st.x), float(st.y), float(st.yaw)),
+        }
+
+    def camera_info(self) -> dict:
+        """Pinhole intrinsics of the camera: width, height, fx, fy, cx, cy."""
+        return self.camera.camera_info()
+
+    def topdown(self, size: int = 160, metres_per_px: float = 0.25) -> np.ndarray:
+        """A top-down RGB view around the car (heading up), the car drawn in red."""
+        if self.road is None:
+            raise RuntimeError("call reset() before topdown()")
+        st = self.car.state
+        s = self._located[0]
+        img = np.empty((size, size, 3), np.uint8)
+        ahead = 0.7 * size * metres_per_px
+        aff = self.renderer._affine(
+            st.x, st.y, st.yaw, ahead, 0.5 * size * metres_per_px, metres_per_px
+        )
+        self.renderer.draw_patch(
+            img, None, aff, s - size * metres_per_px, s + 1.5 * ahead, metres_per_px, True
+        )
+        cx, cy = size // 2, int(0.7 * size)
+        hl, hw = max(2, int(2.3 / metres_per_px)), max(1, int(0.95 / metres_per_px))
+        cv2.rectangle(img, (cx - hw, cy - hl), (cx + hw, cy + hl), (220, 30, 30), -1)
+        return img
+
+    def render(self):
+        """The last camera image with a top-down inset (render_mode "rgb_array")."""
+        if self.render_mode != "rgb_array" or self._image is None:
+            return None
+        frame = self._image.copy()
+        h, w = frame.shape[:2]
+        side = max(16, min(h, w) // 2)
+        inset = cv2.resize(self.topdown(), (side, side), interpolation=cv2.INTER_AREA)
+        frame[:side, w - side :] = inset
+        return frame

@@ -1,0 +1,228 @@
+"""rosbag2 (MCAP) helpers shared by the recorders and the dataset reader, no ROS needed.
+
+- `typestore()`: the rosbags typestore (ROS 2 Humble definitions, which Jazzy and
+  Kilted share for every type used here) with carla_msgs' CarlaEgoVehicleControl added.
+- `open_writer(path)`: a rosbags Writer for a new MCAP bag (rosbag2 format 9).
+- message builders for the CARLA bridge topics (steering_agent.topics).
+- `recover_bag(path)`: make a bag whose recorder was killed (no metadata.yaml, MCAP
+  file without its summary/footer, maybe cut mid-record) readable again.
+"""
+
+from __future__ import annotations
+
+import functools
+import struct
+from io import StringIO
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from steering_agent.carla_msgs_def import register_carla_types
+
+MCAP_MAGIC = b"\x89MCAP0\r\n"
+_OP_HEADER, _OP_FOOTER, _OP_DATA_END = 0x01, 0x02, 0x0F
+
+
+@functools.lru_cache(maxsize=1)
+def typestore():
+    """The shared rosbags typestore: ROS 2 Humble types plus CarlaEgoVehicleControl."""
+    from rosbags.typesys import Stores, get_typestore
+
+    store = get_typestore(Stores.ROS2_HUMBLE)
+    register_carla_types(store)
+    return store
+
+
+def open_writer(path: str | Path):
+    """An opened rosbags Writer for a new MCAP bag directory `path` (must not exist)."""
+    from rosbags.rosbag2 import StoragePlugin, Writer
+
+    writer = Writer(Path(path), version=9, storage_plugin=StoragePlugin.MCAP)
+    writer.open()
+    return writer
+
+
+def mcap_files(bag: Path) -> list[Path]:
+    """The .mcap files of a bag directory (or the file itself), sorted by name."""
+    bag = Path(bag)
+    return [bag] if bag.is_file() else sorted(bag.glob("*.mcap"))
+
+
+def to_time(stamp_ns: int):
+    """builtin_interfaces/Time for an integer time in nanoseconds."""
+    sec, nanosec = divmod(int(stamp_ns), 1_000_000_000)
+    return typestore().types["builtin_interfaces/msg/Time"](sec=sec, nanosec=nanosec)
+
+
+def time_to_ns(stamp: Any) -> int:
+    """Integer nanoseconds of a builtin_interfaces/Time (rosbags or rclpy)."""
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+
+def header(stamp_ns: int, frame_id: str = ""):
+    """std_msgs/Header."""
+    return typestore().types["std_msgs/msg/Header"](stamp=to_time(stamp_ns), frame_id=frame_id)
+
+
+def image_msg(stamp_ns: int, fields: dict, frame_id: str):
+    """sensor_msgs/Image from imageconv.rgb_to_image_fields(...) output."""
+    return typestore().types["sensor_msgs/msg/Image"](header=header(stamp_ns, frame_id), **fields)
+
+
+def camera_info_msg(stamp_ns: int, info: dict, frame_id: str):
+    """sensor_msgs/CameraInfo for a pinhole camera dict(width, height, fx, fy, cx, cy)."""
+    types = typestore().types
+    fx, fy, cx, cy = (float(info[k]) for k in ("fx", "fy", "cx", "cy"))
+    return types["sensor_msgs/msg/CameraInfo"](
+        header=header(stamp_ns, frame_id),
+        height=int(info["height"]),
+        width=int(info["width"]),
+        distortion_model="plumb_bob",
+        d=np.zeros(5),
+        k=np.array([fx, 0, cx, 0, fy, cy, 0, 0, 1], np.float64),
+        r=np.eye(3).reshape(-1),
+        p=np.array([fx, 0, cx, 0, 0, fy, cy, 0, 0, 0, 1, 0], np.float64),
+        binning_x=0,
+        binning_y=0,
+        roi=types["sensor_msgs/msg/RegionOfInterest"](
+            x_offset=0, y_offset=0, height=0, width=0, do_rectify=False
+        ),
+    )
+
+
+def float32_msg(value: float):
+    """std_msgs/Float32."""
+    return typestore().types["std_msgs/msg/Float32"](data=float(value))
+
+
+def clock_msg(stamp_ns: int):
+    """rosgraph_msgs/Clock."""
+    return typestore().types["rosgraph_msgs/msg/Clock"](clock=to_time(stamp_ns))
+
+
+def control_msg(stamp_ns: int, action: Any, frame_id: str = ""):
+    """carla_msgs/CarlaEgoVehicleControl from an action [steer, throttle, brake]."""
+    steer, throttle, brake = (float(x) for x in action[:3])
+    return typestore().types["carla_msgs/msg/CarlaEgoVehicleControl"](
+        header=header(stamp_ns, frame_id),
+        throttle=min(max(throttle, 0.0), 1.0),
+        steer=min(max(steer, -1.0), 1.0),
+        brake=min(max(brake, 0.0), 1.0),
+        hand_brake=False,
+        reverse=False,
+        gear=1,
+        manual_gear_shift=False,
+    )
+
+
+def _complete_records_end(f, size: int) -> int:
+    """Offset after the last complete MCAP record before any footer/summary (seeks only)."""
+    pos = len(MCAP_MAGIC)
+    while pos + 9 <= size:
+        f.seek(pos)
+        op, length = struct.unpack("<BQ", f.read(9))
+        if op in (0, _OP_FOOTER, _OP_DATA_END) or pos + 9 + length > size:
+            break
+        pos += 9 + length
+    return pos
+
+
+def _truncate_and_close_mcap(path: Path) -> None:
+    """Cut `path` after its last complete record and append DataEnd + an empty Footer.
+
+    A footer with summary offset 0 makes readers (rosbags too) scan the records instead
+    of trusting an index, which the killed writer never wrote.
+    """
+    size = path.stat().st_size
+    with path.open("r+b") as f:
+        head = f.read(len(MCAP_MAGIC) + 1)
+        if not head.startswith(MCAP_MAGIC) or len(head) <= len(MCAP_MAGIC):
+            raise ValueError(f"{path}: not an MCAP file (bad magic or empty); nothing to recover")
+        if head[-1] != _OP_HEADER:
+            raise ValueError(f"{path}: MCAP file does not start with a header record")
+        end = _complete_records_end(f, size)
+        f.truncate(end)
+        f.seek(end)
+        f.write(struct.pack("<BQI", _OP_DATA_END, 4, 0))
+        f.write(struct.pack("<BQQQI", _OP_FOOTER, 20, 0, 0, 0) + MCAP_MAGIC)
+
+
+def _metadata_yaml(mcap: Path) -> str:
+    """rosbag2 metadata.yaml text (format 9) for one readable MCAP file."""
+    from rosbags.rosbag2 import Reader
+    from ruamel.yaml import YAML
+
+    store = typestore()
+    with Reader(mcap) as reader:
+        start = reader.start_time if reader.message_count else 0
+        duration = max(0, reader.end_time - 1 - start) if reader.message_count else 0
+        topics = []
+        for conn in reader.connections:
+            digest = store.hash_rihs01(conn.msgtype) if conn.msgtype in store.fielddefs else ""
+            meta = {
+                "name": conn.topic,
+                "type": conn.msgtype,
+                "serialization_format": "cdr",
+                "offered_qos_profiles": [],
+                "type_description_hash": digest,
+            }
+            topics.append({"topic_metadata": meta, "message_count": conn.msgcount})
+        count = reader.message_count
+    span = {
+        "starting_time": {"nanoseconds_since_epoch": start},
+        "duration": {"nanoseconds": duration},
+    }
+    info = {
+        "version": 9,
+        "storage_identifier": "mcap",
+        "relative_file_paths": [mcap.name],
+        **span,
+        "message_count": count,
+        "topics_with_message_count": topics,
+        "compression_format": "",
+        "compression_mode": "",
+        "files": [{"path": mcap.name, **span, "message_count": count}],
+        "custom_data": {"recovered": "true"},
+        "ros_distro": "rosbags",
+    }
+    out = StringIO()
+    yaml = YAML(typ="safe")
+    yaml.default_flow_style = False
+    yaml.dump({"rosbag2_bagfile_information": info}, out)
+    return out.getvalue()
+
+
+def recover_bag(path: str | Path) -> int:
+    """Make an unfinished MCAP bag readable; return how many messages it now holds.
+
+    For a recorder killed with `kill -9`: its .mcap lacks the summary and footer and may
+    end mid-record, and metadata.yaml is missing. The file is cut after its last
+    complete record (everything in completed chunks survives; the chunk being filled
+    when the process died is lost), closed with a footer, and metadata.yaml is
+    rebuilt from a scan of the records. A complete bag is left as it is.
+
+    Raises:
+        ValueError: `path` holds no .mcap file, or the file is not MCAP.
+    """
+    from rosbags.rosbag2 import Reader
+
+    bag = Path(path)
+    files = mcap_files(bag)
+    if len(files) != 1:
+        raise ValueError(f"{bag}: expected one .mcap file to recover, found {len(files)}")
+    mcap = files[0]
+    repaired = False
+    try:
+        with Reader(mcap):
+            pass
+    except Exception:  # any failure to open means a missing or damaged footer/summary
+        _truncate_and_close_mcap(mcap)
+        repaired = True
+    meta = bag / "metadata.yaml"
+    if bag.is_dir() and (repaired or not meta.exists()):
+        tmp = meta.with_suffix(".yaml.tmp")
+        tmp.write_text(_metadata_yaml(mcap), "utf8")
+        tmp.replace(meta)
+    with Reader(mcap) as reader:
+        return reader.message_count

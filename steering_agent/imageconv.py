@@ -1,0 +1,208 @@
+"""sensor_msgs/Image and CompressedImage <-> numpy RGB, without cv_bridge.
+
+Duck-typed on the message attributes (`encoding, height, width, step, is_bigendian,
+data`), so rclpy messages, rosbags dataclasses and plain objects all work. `data` may
+be bytes, bytearray, array.array, memoryview or a numpy array; it is viewed in place
+(np.frombuffer), and each decode is one cv2.cvtColor from a strided view of it.
+"""
+
+from __future__ import annotations
+
+import array
+from typing import Any
+
+import cv2
+import numpy as np
+
+# encoding -> (channels, OpenCV code turning that layout into RGB; None = already RGB)
+_DECODE: dict[str, tuple[int, int | None]] = {
+    "bgra8": (4, cv2.COLOR_BGRA2RGB),
+    "bgr8": (3, cv2.COLOR_BGR2RGB),
+    "rgb8": (3, None),
+    "rgba8": (4, cv2.COLOR_RGBA2RGB),
+    "mono8": (1, cv2.COLOR_GRAY2RGB),
+    # OpenCV's generic types carry no colour order; OpenCV's own convention is BGR(A).
+    "8UC1": (1, cv2.COLOR_GRAY2RGB),
+    "8UC3": (3, cv2.COLOR_BGR2RGB),
+    "8UC4": (4, cv2.COLOR_BGRA2RGB),
+}
+# encoding -> OpenCV code turning RGB into that layout (None = RGB as is)
+_ENCODE: dict[str, int | None] = {
+    "bgra8": cv2.COLOR_RGB2BGRA,
+    "bgr8": cv2.COLOR_RGB2BGR,
+    "rgb8": None,
+    "rgba8": cv2.COLOR_RGB2RGBA,
+    "mono8": cv2.COLOR_RGB2GRAY,
+    "8UC1": cv2.COLOR_RGB2GRAY,
+    "8UC3": cv2.COLOR_RGB2BGR,
+    "8UC4": cv2.COLOR_RGB2BGRA,
+}
+ENCODINGS: tuple[str, ...] = tuple(_DECODE)
+COMPRESSED_FORMATS: tuple[str, ...] = ("jpeg", "png")
+
+
+class ImageDecodeError(ValueError):
+    """An image message that cannot be turned into pixels; the message says why."""
+
+
+def _as_bytes_array(data: Any) -> np.ndarray:
+    """A flat uint8 view of `data` (no copy for buffer objects and uint8 arrays)."""
+    if isinstance(data, np.ndarray):
+        return data.reshape(-1).view(np.uint8)
+    try:
+        return np.frombuffer(data, dtype=np.uint8)
+    except TypeError:  # a list of ints, as rclpy also accepts
+        return np.asarray(data, dtype=np.uint8)
+
+
+def _pixel_view(msg: Any) -> tuple[np.ndarray, int | None]:
+    """Validate `msg` and return (H x W x C strided view of its data, cvtColor code)."""
+    encoding = str(msg.encoding)
+    if encoding not in _DECODE:
+        raise ImageDecodeError(
+            f"unknown image encoding {encoding!r}; supported: {', '.join(ENCODINGS)}"
+        )
+    channels, code = _DECODE[encoding]
+    height, width, step = int(msg.height), int(msg.width), int(msg.step)
+    if height <= 0 or width <= 0:
+        raise ImageDecodeError(f"empty frame: {width}x{height} {encoding} image")
+    if int(msg.is_bigendian) not in (0, 1):
+        raise ImageDecodeError(f"is_bigendian must be 0 or 1, got {msg.is_bigendian!r}")
+    row = width * channels
+    if step < row:
+        raise ImageDecodeError(
+            f"step {step} < width*channels = {width}*{channels} = {row} for {encoding}"
+        )
+    flat = _as_bytes_array(msg.data)
+    # The last row's padding may be left out by some producers; anything else is corrupt.
+    if not (height - 1) * step + row <= flat.size <= height * step:
+        raise ImageDecodeError(
+            f"data size {flat.size} does not match height*step = {height}*{step} = "
+            f"{height * step} for a {width}x{height} {encoding} image"
+        )
+    if flat.size < height * step:
+        flat = np.concatenate([flat, np.zeros(height * step - flat.size, np.uint8)])
+    rows = flat[: height * step].reshape(height, step)[:, :row]
+    return rows.reshape(height, width, channels), code
+
+
+def image_to_rgb(msg: Any, out: np.ndarray | None = None) -> np.ndarray:
+    """Pixels of a sensor_msgs/Image as RGB uint8 HxWx3 (a new array, or `out`).
+
+    Args:
+        msg: anything with `encoding, height, width, step, is_bigendian, data`.
+        out: optional C-contiguous uint8 HxWx3 array to write into (saves an allocation,
+            e.g. a slot of a preallocated episode array).
+
+    Raises:
+        ImageDecodeError: unknown encoding, empty frame, step too small, data size wrong,
+            or `out` of the wrong shape.
+    """
+    view, code = _pixel_view(msg)
+    shape = (*view.shape[:2], 3)
+    if out is None:
+        out = np.empty(shape, np.uint8)
+    elif out.shape != shape or out.dtype != np.uint8 or not out.flags.c_contiguous:
+        raise ImageDecodeError(
+            f"output array {out.shape} {out.dtype} does not fit a {shape} uint8 image"
+        )
+    if code is None:
+        out[...] = view
+    else:
+        cv2.cvtColor(view, code, dst=out)
+    return out
+
+
+def rgb_to_image_fields(
+    rgb: np.ndarray, encoding: str = "bgra8", row_padding: int = 0
+) -> dict[str, Any]:
+    """The fields of a sensor_msgs/Image holding `rgb` (uint8 HxWx3) in `encoding`.
+
+    Returns:
+        dict(height, width, encoding, is_bigendian=0, step, data) with `data` a flat
+        uint8 numpy array (what rosbags messages take; `.tobytes()` for others).
+        `row_padding` adds that many zero bytes after each row (tests, alignment).
+
+    Raises:
+        ImageDecodeError: `rgb` is not uint8 HxWx3, or `encoding` is unknown.
+    """
+    if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.size == 0:
+        raise ImageDecodeError(
+            f"expected a non-empty uint8 HxWx3 RGB array, got {rgb.shape} {rgb.dtype}"
+        )
+    if encoding not in _ENCODE:
+        raise ImageDecodeError(
+            f"unknown image encoding {encoding!r}; supported: {', '.join(ENCODINGS)}"
+        )
+    code = _ENCODE[encoding]
+    pixels = np.ascontiguousarray(rgb) if code is None else cv2.cvtColor(rgb, code)
+    height, width = rgb.shape[:2]
+    row = pixels.reshape(height, -1)
+    step = row.shape[1] + int(row_padding)
+    if row_padding:
+        padded = np.zeros((height, step), np.uint8)
+        padded[:, : row.shape[1]] = row
+        row = padded
+    return {
+        "height": height,
+        "width": width,
+        "encoding": encoding,
+        "is_bigendian": 0,
+        "step": step,
+        "data": row.reshape(-1),
+    }
+
+
+def fill_image_msg(msg: Any, rgb: np.ndarray, encoding: str = "bgra8") -> Any:
+    """Set the pixel fields of an Image message (rclpy or rosbags) in place; return it.
+
+    rclpy messages get `data` as array.array('B') filled with one copy (assigning a
+    numpy array or bytes there would go element by element); others get the array.
+    """
+    fields = rgb_to_image_fields(rgb, encoding)
+    data = fields.pop("data")
+    for key, value in fields.items():
+        setattr(msg, key, value)
+    if isinstance(getattr(msg, "data", None), array.array):
+        buf = array.array("B")
+        buf.frombytes(data)
+        msg.data = buf
+    else:
+        msg.data = data
+    return msg
+
+
+def compressed_to_rgb(msg: Any) -> np.ndarray:
+    """Pixels of a sensor_msgs/CompressedImage (jpeg or png) as RGB uint8 HxWx3.
+
+    Raises:
+        ImageDecodeError: empty or corrupt data, or a format OpenCV cannot decode.
+    """
+    buf = _as_bytes_array(msg.data)
+    fmt = str(getattr(msg, "format", ""))
+    if buf.size == 0:
+        raise ImageDecodeError(f"empty compressed image (format {fmt!r})")
+    bgr = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise ImageDecodeError(
+            f"corrupt or undecodable compressed image (format {fmt!r}, {buf.size} bytes); "
+            f"supported: {', '.join(COMPRESSED_FORMATS)}"
+        )
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def rgb_to_compressed_fields(rgb: np.ndarray, fmt: str = "jpeg", quality: int = 90) -> dict:
+    """The fields of a sensor_msgs/CompressedImage: dict(format, data uint8 array).
+
+    Raises:
+        ImageDecodeError: unknown format or an array OpenCV cannot encode.
+    """
+    if fmt not in COMPRESSED_FORMATS:
+        raise ImageDecodeError(
+            f"unknown compressed format {fmt!r}; supported: {', '.join(COMPRESSED_FORMATS)}"
+        )
+    params = [cv2.IMWRITE_JPEG_QUALITY, int(quality)] if fmt == "jpeg" else []
+    ok, buf = cv2.imencode(f".{fmt}", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), params)
+    if not ok:
+        raise ImageDecodeError(f"OpenCV could not encode a {rgb.shape} image as {fmt}")
+    return {"format": fmt, "data": buf.reshape(-1)}

@@ -1,0 +1,316 @@
+"""Record expert drives from the gym env into rosbag2 (MCAP) bags, one per episode.
+
+Each bag carries what the CARLA ROS bridge would publish (steering_agent.topics), all
+stamped with simulation time: the camera image (bgra8) and camera_info, the speedometer,
+/clock, the control that was executed and, on its own topic, the expert's clean label.
+With `--noise`, the executed steering is the expert's plus a temporally correlated
+(Ornstein-Uhlenbeck) drift, so the car wanders off centre and the labels show the
+recovery; the label topic always carries the clean expert action.
+
+CLI verb: `steering-agent record --episodes N --out DIR [--seed S] [--noise SIGMA] ...`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from steering_agent import bagio, topics
+from steering_agent.imageconv import rgb_to_image_fields
+
+FRAME_ID = f"{topics.ROLE}/rgb_front"
+INDEX_FILE = "index.json"
+
+
+class EpisodeBagWriter:
+    """Write one episode as a rosbag2 MCAP bag; use as a context manager.
+
+    Args:
+        path: the bag directory to create (must not exist).
+        width, height: the camera image size (every frame must have it).
+        camera_info: pinhole dict(width, height, fx, fy, cx, cy), e.g.
+            `env.unwrapped.camera_info()`.
+        image_encoding: encoding of the image topic (CARLA publishes bgra8).
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        width: int,
+        height: int,
+        camera_info: dict,
+        image_encoding: str = "bgra8",
+    ) -> None:
+        self.path = Path(path)
+        self.width, self.height = int(width), int(height)
+        self.camera_info = dict(camera_info)
+        self.image_encoding = image_encoding
+        self.frames = 0
+        self._writer: Any = None
+        self._conns: dict[str, Any] = {}
+
+    def __enter__(self) -> EpisodeBagWriter:
+        store = bagio.typestore()
+        self._writer = bagio.open_writer(self.path)
+        for topic, msgtype in (
+            (topics.CLOCK, "rosgraph_msgs/msg/Clock"),
+            (topics.IMAGE, "sensor_msgs/msg/Image"),
+            (topics.CAMERA_INFO, "sensor_msgs/msg/CameraInfo"),
+            (topics.SPEEDOMETER, "std_msgs/msg/Float32"),
+            (topics.CONTROL, topics.CONTROL_TYPE),
+            (topics.EXPERT_CONTROL, topics.CONTROL_TYPE),
+        ):
+            self._conns[topic] = self._writer.add_connection(topic, msgtype, typestore=store)
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Finish the bag (index, metadata.yaml); safe to call twice."""
+        if self._writer is not None:
+            writer, self._writer = self._writer, None
+            writer.close()
+
+    def write_step(
+        self,
+        stamp_s: float,
+        image_rgb: np.ndarray,
+        speed_mps: float,
+        executed_action: Any,
+        expert_action: Any,
+    ) -> None:
+        """Write one frame: clock, image, camera_info, speed, executed and expert control.
+
+        Raises:
+            ValueError: the image is not uint8 HxWx3 of the size given at construction.
+        """
+        if self._writer is None:
+            raise RuntimeError("EpisodeBagWriter.write_step outside its `with` block")
+        if image_rgb.shape != (self.height, self.width, 3):
+            raise ValueError(
+                f"frame {self.frames}: image shape {image_rgb.shape} differs from the "
+                f"bag's {(self.height, self.width, 3)}"
+            )
+        stamp_ns = round(stamp_s * 1e9)
+        fields = rgb_to_image_fields(image_rgb, self.image_encoding)
+        for topic, msg in (
+            (topics.CLOCK, bagio.clock_msg(stamp_ns)),
+            (topics.IMAGE, bagio.image_msg(stamp_ns, fields, FRAME_ID)),
+            (topics.CAMERA_INFO, bagio.camera_info_msg(stamp_ns, self.camera_info, FRAME_ID)),
+            (topics.SPEEDOMETER, bagio.float32_msg(speed_mps)),
+            (topics.CONTROL, bagio.control_msg(stamp_ns, executed_action)),
+            (topics.EXPERT_CONTROL, bagio.control_msg(stamp_ns, expert_action)),
+        ):
+            conn = self._conns[topic]
+            data = bagio.typestore().serialize_cdr(msg, conn.msgtype)
+            self._writer.write(conn, stamp_ns, data)
+        self.frames += 1
+
+
+class SteeringNoise:
+    """Ornstein-Uhlenbeck drift on steering: stationary std `sigma`, time constant 1/theta.
+
+    Correlated over about 1/theta seconds, so the car drifts off centre for a while
+    (unlike white noise, which the vehicle's inertia would average away).
+    """
+
+    def __init__(self, sigma: float, dt: float, theta: float = 1.0, seed: int = 0) -> None:
+        self.sigma, self.dt, self.theta = float(sigma), float(dt), float(theta)
+        self.rng = np.random.default_rng(seed)
+        self.value = 0.0
+
+    def sample(self) -> float:
+        """Advance one step of `dt` and return the current offset."""
+        if self.sigma <= 0.0:
+            return 0.0
+        diffusion = self.sigma * math.sqrt(2.0 * self.theta * self.dt)
+        self.value += -self.theta * self.value * self.dt + diffusion * self.rng.normal()
+        return self.value
+
+
+def _check_seeds(seed: int, episodes: int) -> None:
+    from sim.seeds import EVAL_SEED_START, is_eval_seed
+
+    if seed < 0:
+        raise ValueError(f"--seed {seed}: road seeds must be >= 0")
+    last = seed + episodes - 1
+    if is_eval_seed(last):
+        raise ValueError(
+            f"--seed {seed} with --episodes {episodes} reaches road seed {last}, which is "
+            f"reserved for evaluation (seeds >= {EVAL_SEED_START}); pick --seed at most "
+            f"{EVAL_SEED_START - episodes}"
+        )
+
+
+def record_episode(
+    env: Any,
+    path: Path,
+    road_seed: int,
+    noise: SteeringNoise,
+    max_steps: int | None = None,
+    image_encoding: str = "bgra8",
+) -> dict:
+    """Drive one expert episode in `env` and write it to the bag `path`; return its entry."""
+    obs, info = env.reset(seed=road_seed)
+    height, width = obs["image"].shape[:2]
+    dt = float(getattr(env.unwrapped, "dt", 0.05))
+    steps, max_lateral = 0, 0.0
+    with EpisodeBagWriter(
+        path, width, height, env.unwrapped.camera_info(), image_encoding
+    ) as writer:
+        while max_steps is None or steps < max_steps:
+            expert = np.asarray(info["expert_action"], np.float32)
+            executed = expert.copy()
+            executed[0] = np.clip(expert[0] + noise.sample(), -1.0, 1.0)
+            stamp_s = float(info.get("sim_time_s", steps * dt))
+            writer.write_step(
+                stamp_s, obs["image"], float(np.ravel(obs["speed"])[0]), executed, expert
+            )
+            obs, _, terminated, truncated, info = env.step(executed)
+            steps += 1
+            max_lateral = max(max_lateral, abs(float(info.get("lateral_error_m", 0.0))))
+            if terminated or truncated:
+                break
+    return {
+        "seed": road_seed,
+        "steps": steps,
+        "frames": writer.frames,
+        "distance_m": round(float(info.get("progress_m", 0.0)), 3),
+        "max_lateral_error_m": round(max_lateral, 3),
+        "off_road": bool(info.get("off_road")),
+        "bag": path.name,
+    }
+
+
+def record_episodes(
+    out_dir: str | Path,
+    episodes: int,
+    seed: int = 0,
+    noise_sigma: float = 0.0,
+    width: int = 200,
+    height: int = 66,
+    route_length_m: float | None = None,
+    max_steps: int | None = None,
+    progress: bool = True,
+) -> list[dict]:
+    """Record `episodes` expert drives on road seeds seed..seed+episodes-1.
+
+    Writes DIR/episode_<i>_seed<s>/ (one bag each) and DIR/index.json listing seed,
+    steps, frames, distance_m and bag path per episode.
+
+    Raises:
+        ValueError: a seed is an evaluation seed, or a bag directory already exists.
+    """
+    import gymnasium
+    from tqdm import tqdm
+
+    import sim  # noqa: F401  (registers the environments)
+
+    if episodes < 1:
+        raise ValueError(f"--episodes {episodes}: record at least one episode")
+    _check_seeds(seed, episodes)
+    out = Path(out_dir)
+    paths = [out / f"episode_{i:04d}_seed{seed + i}" for i in range(episodes)]
+    if existing := [p for p in paths if p.exists()]:
+        raise ValueError(f"{existing[0]} exists already; pick another --out or remove it")
+    out.mkdir(parents=True, exist_ok=True)
+    kwargs: dict[str, Any] = {"width": width, "height": height}
+    if route_length_m is not None:
+        kwargs["route_length_m"] = route_length_m
+    env = gymnasium.make("SteeringAgent/Drive-v0", **kwargs)
+    dt = float(getattr(env.unwrapped, "dt", 0.05))
+    entries: list[dict] = []
+    try:
+        for i, path in enumerate(tqdm(paths, desc="episodes", unit="ep", disable=not progress)):
+            noise = SteeringNoise(noise_sigma, dt, seed=seed + i)
+            entries.append(record_episode(env, path, seed + i, noise, max_steps))
+            _write_index(out, entries, width, height, noise_sigma)
+    finally:
+        env.close()
+    return entries
+
+
+def _write_index(out: Path, entries: list[dict], width: int, height: int, noise: float) -> None:
+    index = {"width": width, "height": height, "noise_sigma": noise, "episodes": entries}
+    tmp = out / (INDEX_FILE + ".tmp")
+    tmp.write_text(json.dumps(index, indent=2) + "\n")
+    tmp.replace(out / INDEX_FILE)
+
+
+def writer_throughput(width: int, height: int, frames: int = 200) -> float:
+    """Frames per second EpisodeBagWriter writes (6 messages a frame) at this size."""
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    info = {
+        "width": width,
+        "height": height,
+        "fx": width / 2,
+        "fy": width / 2,
+        "cx": width / 2,
+        "cy": height / 2,
+    }
+    action = np.array([0.1, 0.5, 0.0], np.float32)
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        with EpisodeBagWriter(Path(tmp) / "bag", width, height, info) as writer:
+            for i in range(frames):
+                writer.write_step(i * 0.05, image, 8.0, action, action)
+        return frames / (time.perf_counter() - start)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of `steering-agent record`."""
+    parser.add_argument("--episodes", type=int, default=1, help="episodes to record")
+    parser.add_argument("--out", type=Path, required=True, help="folder for bags + index.json")
+    parser.add_argument("--seed", type=int, default=0, help="road seed of episode 0 (i: S+i)")
+    parser.add_argument(
+        "--noise",
+        type=float,
+        default=0.0,
+        metavar="SIGMA",
+        help="std of the correlated steering drift added to the executed "
+        "action (labels stay clean); e.g. 0.1",
+    )
+    parser.add_argument("--width", type=int, default=200, help="camera width (px)")
+    parser.add_argument("--height", type=int, default=66, help="camera height (px)")
+    parser.add_argument(
+        "--route-length",
+        type=float,
+        default=None,
+        metavar="M",
+        help="route length in metres (default: the env's)",
+    )
+    parser.add_argument("--max-steps", type=int, default=None, help="cap steps per episode")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    """`steering-agent record`: record, then print a one-line summary per episode."""
+    try:
+        entries = record_episodes(
+            args.out,
+            args.episodes,
+            args.seed,
+            args.noise,
+            args.width,
+            args.height,
+            args.route_length,
+            args.max_steps,
+            progress=not args.no_progress,
+        )
+    except ValueError as err:
+        print(f"record: {err}", file=sys.stderr)
+        return 2
+    for e in entries:
+        print(f"{e['bag']}: {e['steps']} steps, {e['distance_m']:.1f} m")
+    print(f"wrote {len(entries)} bags and {args.out / INDEX_FILE}")
+    return 0

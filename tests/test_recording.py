@@ -1,0 +1,154 @@
+"""Episode bags: topics, types, counts, stamps, pixels; the noise; the `record` verb."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from rosbags.rosbag2 import Reader
+
+from steering_agent import bagio, cli, topics
+from steering_agent.imageconv import image_to_rgb
+from steering_agent.recording import EpisodeBagWriter, SteeringNoise, writer_throughput
+
+EXPECTED_TYPES = {
+    topics.CLOCK: "rosgraph_msgs/msg/Clock",
+    topics.IMAGE: "sensor_msgs/msg/Image",
+    topics.CAMERA_INFO: "sensor_msgs/msg/CameraInfo",
+    topics.SPEEDOMETER: "std_msgs/msg/Float32",
+    topics.CONTROL: "carla_msgs/msg/CarlaEgoVehicleControl",
+    topics.EXPERT_CONTROL: "carla_msgs/msg/CarlaEgoVehicleControl",
+}
+INFO = {"width": 20, "height": 8, "fx": 10.0, "fy": 10.0, "cx": 10.0, "cy": 4.0}
+
+
+def read_bag(path):
+    """{topic: [(log_ns, msg), ...]} and {topic: type} of a bag."""
+    store = bagio.typestore()
+    out: dict[str, list] = {}
+    with Reader(path) as reader:
+        types = {c.topic: c.msgtype for c in reader.connections}
+        for conn, ns, raw in reader.messages():
+            out.setdefault(conn.topic, []).append((ns, store.deserialize_cdr(raw, conn.msgtype)))
+    return out, types
+
+
+def test_episode_bag_has_bridge_topics_counts_stamps_and_pixels(tmp_path):
+    images = np.random.default_rng(0).integers(0, 256, (7, 8, 20, 3), dtype=np.uint8)
+    with EpisodeBagWriter(tmp_path / "bag", 20, 8, INFO) as writer:
+        for i, image in enumerate(images):
+            writer.write_step(2.0 + 0.05 * i, image, 5.5, [0.2, 0.6, 0.0], [0.1, 0.6, 0.0])
+    assert (tmp_path / "bag" / "metadata.yaml").exists()
+    msgs, types = read_bag(tmp_path / "bag")
+    assert types == EXPECTED_TYPES
+    assert {t: len(m) for t, m in msgs.items()} == dict.fromkeys(EXPECTED_TYPES, 7)
+    stamps = [bagio.time_to_ns(m.header.stamp) for _, m in msgs[topics.IMAGE]]
+    assert stamps == [ns for ns, _ in msgs[topics.IMAGE]] and np.all(np.diff(stamps) > 0)
+    assert stamps[0] == 2_000_000_000
+    assert [bagio.time_to_ns(m.clock) for _, m in msgs[topics.CLOCK]] == stamps
+    for (_, msg), image in zip(msgs[topics.IMAGE], images, strict=True):
+        assert msg.encoding == "bgra8" and msg.header.frame_id == "ego_vehicle/rgb_front"
+        np.testing.assert_array_equal(image_to_rgb(msg), image)
+    info = msgs[topics.CAMERA_INFO][0][1]
+    assert (info.width, info.height) == (20, 8) and info.k[0] == 10.0 and info.k[5] == 4.0
+    assert msgs[topics.SPEEDOMETER][0][1].data == pytest.approx(5.5)
+    assert msgs[topics.CONTROL][0][1].steer == pytest.approx(0.2)
+    assert msgs[topics.EXPERT_CONTROL][0][1].steer == pytest.approx(0.1)
+
+
+def test_write_step_rejects_wrong_image_size(tmp_path):
+    bad = np.zeros((9, 20, 3), np.uint8)
+    with (
+        EpisodeBagWriter(tmp_path / "bag", 20, 8, INFO) as writer,
+        pytest.raises(ValueError, match=r"image shape \(9, 20, 3\) differs"),
+    ):
+        writer.write_step(0.0, bad, 0.0, [0, 0, 0], [0, 0, 0])
+
+
+def test_noise_is_correlated_with_the_requested_std():
+    noise = SteeringNoise(sigma=0.1, dt=0.05, theta=1.0, seed=3)
+    x = np.array([noise.sample() for _ in range(40_000)])
+    assert np.std(x) == pytest.approx(0.1, rel=0.2)
+    lag1 = np.corrcoef(x[:-1], x[1:])[0, 1]
+    assert lag1 > 0.9  # white noise would give ~0
+    assert SteeringNoise(0.0, 0.05).sample() == 0.0
+
+
+def test_writer_throughput_measures_something():
+    assert writer_throughput(16, 8, frames=5) > 0
+
+
+def test_record_refuses_evaluation_seeds(tmp_path, capsys):
+    rc = cli.main(["record", "--episodes", "2", "--out", str(tmp_path), "--seed", "999999"])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "road seed 1000000" in err and "reserved for evaluation" in err
+    assert not list(tmp_path.iterdir())
+
+
+class ObservationLog:
+    """Wraps the env to keep every observation image it returns."""
+
+    def __init__(self, env):
+        self.env, self.images = env, []
+        self.unwrapped = env.unwrapped
+
+    def reset(self, **kwargs):
+        obs, info = self.env.reset(**kwargs)
+        self.images.append(obs["image"].copy())
+        return obs, info
+
+    def step(self, action):
+        out = self.env.step(action)
+        self.images.append(out[0]["image"].copy())
+        return out
+
+
+def test_recorded_images_equal_env_observations(tmp_path):
+    gymnasium = pytest.importorskip("gymnasium")
+    pytest.importorskip("sim.env")
+    import sim  # noqa: F401
+    from steering_agent.recording import record_episode
+
+    env = ObservationLog(gymnasium.make("SteeringAgent/Drive-v0", route_length_m=50.0))
+    entry = record_episode(env, tmp_path / "bag", 7, SteeringNoise(0.1, 0.05, seed=7))
+    msgs, _ = read_bag(tmp_path / "bag")
+    assert len(msgs[topics.IMAGE]) == entry["steps"] == len(env.images) - 1
+    for (_, msg), image in zip(msgs[topics.IMAGE], env.images, strict=False):
+        np.testing.assert_array_equal(image_to_rgb(msg), image)
+    executed = np.array([m.steer for _, m in msgs[topics.CONTROL]])
+    expert = np.array([m.steer for _, m in msgs[topics.EXPERT_CONTROL]])
+    assert np.abs(executed - expert).max() > 0.01  # the noise reached the executed control
+
+
+def test_record_cli_two_episodes(tmp_path):
+    pytest.importorskip("sim.env")
+    out = tmp_path / "rec"
+    argv = [
+        "record",
+        "--episodes",
+        "2",
+        "--out",
+        str(out),
+        "--seed",
+        "11",
+        "--noise",
+        "0.05",
+        "--route-length",
+        "50",
+        "--no-progress",
+    ]
+    assert cli.main(argv) == 0
+    index = json.loads((out / "index.json").read_text())
+    assert [e["seed"] for e in index["episodes"]] == [11, 12]
+    for entry in index["episodes"]:
+        msgs, types = read_bag(out / entry["bag"])
+        assert types == EXPECTED_TYPES
+        counts = {t: len(m) for t, m in msgs.items()}
+        assert counts == dict.fromkeys(EXPECTED_TYPES, entry["steps"]) and entry["steps"] > 10
+        assert entry["frames"] == entry["steps"] and entry["distance_m"] > 0
+        log_ns = [ns for ns, _ in msgs[topics.IMAGE]]
+        assert np.all(np.diff(log_ns) > 0)
+        assert msgs[topics.IMAGE][0][1].width == index["width"] == 200
+    assert cli.main(argv) == 2  # refuses to overwrite

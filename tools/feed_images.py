@@ -1,0 +1,90 @@
+"""Publish synthetic camera frames like the CARLA bridge does, for recorder soak tests.
+
+    python tools/feed_images.py --rate 30 --duration 60 --width 800 --height 600
+
+Publishes sensor_msgs/Image (bgra8), std_msgs/Float32 speed and rosgraph_msgs/Clock at
+`--rate` Hz, after waiting for `--wait-subscribers` subscribers on each topic, and
+prints a JSON line with the counts it published.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rate", type=float, default=30.0, help="frames per second")
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds to publish")
+    parser.add_argument("--width", type=int, default=800)
+    parser.add_argument("--height", type=int, default=600)
+    parser.add_argument(
+        "--wait-subscribers",
+        type=int,
+        default=1,
+        help="wait (up to 20 s) for this many subscribers on each topic",
+    )
+    parser.add_argument(
+        "--linger",
+        type=float,
+        default=1.0,
+        help="seconds to stay up after the last message (for repairs)",
+    )
+    args = parser.parse_args(argv)
+
+    import numpy as np
+    import rclpy
+    from rclpy.qos import QoSProfile
+    from rosgraph_msgs.msg import Clock
+    from sensor_msgs.msg import Image
+    from std_msgs.msg import Float32
+
+    from steering_agent import topics
+    from steering_agent.imageconv import fill_image_msg
+
+    rclpy.init()
+    node = rclpy.create_node("feed_images")
+    qos = QoSProfile(depth=100)
+    pubs = {
+        "image": node.create_publisher(Image, topics.IMAGE, qos),
+        "speed": node.create_publisher(Float32, topics.SPEEDOMETER, qos),
+        "clock": node.create_publisher(Clock, topics.CLOCK, qos),
+    }
+    rgb = np.random.default_rng(0).integers(0, 256, (args.height, args.width, 3), np.uint8)
+    image = fill_image_msg(Image(), rgb, "bgra8")
+    image.header.frame_id = f"{topics.ROLE}/rgb_front"
+    deadline = time.monotonic() + 20.0
+    while min(p.get_subscription_count() for p in pubs.values()) < args.wait_subscribers:
+        if time.monotonic() > deadline:
+            print("feed_images: subscribers did not appear within 20 s", file=sys.stderr)
+            return 1
+        time.sleep(0.05)
+    time.sleep(0.3)  # matched on our side; give the subscriber's side a moment as well
+    counts = dict.fromkeys(pubs, 0)
+    period = 1.0 / args.rate
+    frames = round(args.duration * args.rate)
+    start = time.monotonic()
+    for i in range(frames):
+        time.sleep(max(0.0, start + i * period - time.monotonic()))
+        stamp = node.get_clock().now().to_msg()
+        image.header.stamp = stamp
+        pubs["clock"].publish(Clock(clock=stamp))
+        pubs["image"].publish(image)
+        pubs["speed"].publish(Float32(data=float(i % 20)))
+        for key in counts:
+            counts[key] += 1
+    time.sleep(args.linger)  # reliable delivery (and repairs) before the writers go away
+    print(json.dumps({"published": counts, "seconds": round(time.monotonic() - start, 2)}))
+    node.destroy_node()
+    rclpy.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

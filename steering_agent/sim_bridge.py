@@ -1,0 +1,407 @@
+"""The `sim_bridge` node: the embedded simulator behind CARLA's ROS bridge interface.
+
+`ros2 run steering_agent sim_bridge --ros-args --params-file config/sim_bridge.yaml`
+
+Publishes what the CARLA ROS bridge publishes for `ego_vehicle` (steering_agent.topics):
+the front camera (sensor_msgs/Image, bgra8) and its CameraInfo, the speedometer
+(std_msgs/Float32), odometry and /clock, all stamped with simulation time; it takes
+control commands as carla_msgs/CarlaEgoVehicleControl (where importable) and as
+geometry_msgs/Twist (carla_twist_to_control's convention, steering_agent.control_msgs).
+
+Modes:
+- `sync` (as CARLA's synchronous mode): one world step per command. A frame is
+  published; the command whose header stamp equals that frame's stamp steps the world
+  (a Twist has no stamp: the first one after the frame counts); then the next frame.
+  Results do not depend on machine speed. A frame unanswered for `sync_resend_s` is
+  sent again (a best-effort subscriber may lose one).
+- `realtime`: a timer at `rate_hz` steps the world with the latest command.
+
+Metrics go to topics.METRICS as std_msgs/String holding one JSON object (reliable,
+transient local: a late subscriber still gets the last one). Keys: `seed`, `mode`,
+`step`, `sim_time_s`, `progress_m`, `route_completion`, `lateral_error_m`,
+`max_abs_lateral_m`, `interventions`, `off_road_steps`, `frames_published`,
+`frames_resent`, `frames_answered` (frames with at least one command for their
+stamp), `frames_without_control`, `controls_received`, `duplicate_controls` (a
+second command for one frame), `unmatched_controls` (a stamp of no recent frame),
+`watchdog_controls`, `done`, `reason` (`running`, `route_complete`, `off_road`,
+`max_steps`, `truncated`), and, every `metrics_every` steps and at the end,
+`summary` (steering_agent.metrics.summarize_episode). Once done, the world stops.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from collections import OrderedDict
+
+import numpy as np
+import rclpy
+from builtin_interfaces.msg import Time
+from nav_msgs.msg import Odometry
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.exceptions import ParameterException
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile
+from rosgraph_msgs.msg import Clock
+from sensor_msgs.msg import CameraInfo, Image
+from std_msgs.msg import Float32, String
+
+from steering_agent import control_msgs, metrics, topics
+from steering_agent.node import spin_until_shutdown
+
+NODE_NAME = "sim_bridge"
+MODES = ("sync", "realtime")
+WATCHDOG_FRAME_ID = "watchdog"  # the agent's brake-while-blind commands (steering_agent.node)
+_RECENT_FRAMES = 64
+
+
+def _desc(text: str, low=None, high=None, integer: bool = False) -> ParameterDescriptor:
+    d = ParameterDescriptor(description=text, read_only=True)
+    if integer:
+        d.integer_range = [IntegerRange(from_value=low, to_value=high, step=1)]
+    elif low is not None:
+        d.floating_point_range = [FloatingPointRange(from_value=low, to_value=high, step=0.0)]
+    return d
+
+
+PARAMETERS = {
+    "seed": (1_000_000, _desc("road seed (>= 1000000: evaluation seeds)", 0, 2**31 - 1, True)),
+    "width": (800, _desc("camera width (px)", 16, 4096, True)),
+    "height": (600, _desc("camera height (px)", 16, 4096, True)),
+    "fov_deg": (90.0, _desc("camera horizontal field of view (deg)", 10.0, 170.0)),
+    "route_length_m": (1000.0, _desc("route length (m)", 10.0, 100_000.0)),
+    "mode": ("sync", _desc("sync (one step per command) or realtime (timer at rate_hz)")),
+    "rate_hz": (20.0, _desc("realtime mode: world steps per second", 1.0, 200.0)),
+    "control_type": ("auto", _desc("commands to take: auto (both), carla or twist")),
+    "max_steer_angle_rad": (
+        control_msgs.DEFAULT_MAX_STEER_ANGLE_RAD,
+        _desc("Twist: wheel angle (rad) of steer = 1", 0.1, 1.6),
+    ),
+    "sync_resend_s": (1.0, _desc("sync: re-send an unanswered frame after (s)", 0.05, 60.0)),
+    "startup_timeout_s": (
+        30.0,
+        _desc("wait this long (s) for an agent before the first frame", 0.0, 600.0),
+    ),
+    "recenter_on_intervention": (
+        True,
+        _desc("put the car back on the centre line when it is > 1.0 m off (autonomy metric)"),
+    ),
+    "max_steps": (0, _desc("stop after this many steps (0: at the route's end)", 0, 10**9, True)),
+    "metrics_every": (20, _desc("publish the episode summary every N steps", 1, 10**6, True)),
+}
+
+
+def _time_msg(ns: int) -> Time:
+    return Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
+
+
+def _ns(stamp: Time) -> int:
+    return stamp.sec * 1_000_000_000 + stamp.nanosec
+
+
+class SimBridgeNode(Node):
+    """Runs the embedded simulator and speaks CARLA's ROS bridge topics."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(NODE_NAME, **kwargs)
+        for name, (default, descriptor) in PARAMETERS.items():
+            self.declare_parameter(name, default, descriptor)
+        self.p = p = {name: self.get_parameter(name).value for name in PARAMETERS}
+        if p["mode"] not in MODES:
+            raise ValueError(f"parameter mode={p['mode']!r} is not one of: {', '.join(MODES)}")
+        self._make_env(p)
+        self._make_publishers()
+        self._make_subscriptions(p["control_type"])
+        self.counts = dict.fromkeys(
+            ("frames_published", "frames_resent", "frames_answered", "controls_received",
+             "duplicate_controls", "unmatched_controls", "watchdog_controls", "off_road_steps",
+             "interventions"),
+            0,
+        )  # fmt: skip
+        self._answers: OrderedDict[int, int] = OrderedDict()  # frame stamp (ns) -> commands
+        self._latest = (0.0, 0.0, 0.0)
+        self._waiting = False  # sync: the current frame awaits its command
+        self._started = False
+        self._done = False
+        self._reason = "running"
+        self._max_abs_lateral = 0.0
+        self._t_created = time.monotonic()
+        self._frame_wall = 0.0
+        self.create_timer(0.05, self._on_housekeeping)
+        if p["mode"] == "realtime":
+            self.create_timer(1.0 / p["rate_hz"], self._on_realtime_tick)
+
+    def _make_env(self, p: dict) -> None:
+        import gymnasium
+
+        import sim  # noqa: F401  (registers the environments)
+
+        self.env = gymnasium.make(
+            "SteeringAgent/Drive-v0",
+            width=p["width"],
+            height=p["height"],
+            fov_deg=p["fov_deg"],
+            route_length_m=p["route_length_m"],
+        )
+        self._obs, self._info = self.env.reset(seed=p["seed"])
+        self.dt_ns = round(self.env.unwrapped.dt * 1e9)
+        self.step_idx = 0
+        self.trace = metrics.EpisodeTrace(
+            seed=p["seed"], route_length_m=p["route_length_m"], dt_s=self.env.unwrapped.dt
+        )
+
+    def _make_publishers(self) -> None:
+        reliable = QoSProfile(depth=1)  # as CARLA's bridge: reliable; only the newest matters
+        self._pub_image = self.create_publisher(Image, topics.IMAGE, reliable)
+        self._pub_info = self.create_publisher(CameraInfo, topics.CAMERA_INFO, reliable)
+        self._pub_speed = self.create_publisher(Float32, topics.SPEEDOMETER, reliable)
+        self._pub_odom = self.create_publisher(Odometry, topics.ODOMETRY, reliable)
+        self._pub_clock = self.create_publisher(Clock, topics.CLOCK, QoSProfile(depth=1))
+        latched = QoSProfile(depth=10, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self._pub_metrics = self.create_publisher(String, topics.METRICS, latched)
+        self._camera_info = self._camera_info_msg()
+
+    def _camera_info_msg(self) -> CameraInfo:
+        c = self.env.unwrapped.camera_info()
+        fx, fy, cx, cy = (float(c[k]) for k in ("fx", "fy", "cx", "cy"))
+        msg = CameraInfo(width=int(c["width"]), height=int(c["height"]))
+        msg.header.frame_id = f"{topics.ROLE}/rgb_front"
+        msg.distortion_model = "plumb_bob"
+        msg.d = [0.0] * 5
+        msg.k = [fx, 0.0, cx, 0.0, fy, cy, 0.0, 0.0, 1.0]
+        msg.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+        msg.p = [fx, 0.0, cx, 0.0, 0.0, fy, cy, 0.0, 0.0, 0.0, 1.0, 0.0]
+        return msg
+
+    def _make_subscriptions(self, control_type: str) -> None:
+        if control_type not in control_msgs.CONTROL_TYPES:
+            raise ValueError(
+                f"parameter control_type={control_type!r} is not one of: "
+                f"{', '.join(control_msgs.CONTROL_TYPES)}"
+            )
+        qos = QoSProfile(depth=10)
+        self.accepts = []
+        if control_type in ("auto", "carla") and (
+            control_type == "carla" or control_msgs.carla_msgs_available()
+        ):
+            control_msgs.resolve_control_type("carla")  # clear error where it is missing
+            from carla_msgs.msg import CarlaEgoVehicleControl
+
+            self.create_subscription(CarlaEgoVehicleControl, topics.CONTROL, self._on_carla, qos)
+            self.accepts.append("carla")
+        if control_type in ("auto", "twist"):
+            from geometry_msgs.msg import Twist
+
+            self.create_subscription(Twist, topics.TWIST, self._on_twist, qos)
+            self.accepts.append("twist")
+
+    # -- frames -------------------------------------------------------------------------
+
+    def _agent_present(self) -> bool:
+        listening = self.count_subscribers(topics.IMAGE) > 0
+        talking = self.count_publishers(topics.CONTROL) + self.count_publishers(topics.TWIST)
+        return listening and talking > 0
+
+    def _publish_frame(self, resend: bool = False) -> None:
+        from steering_agent.imageconv import rgb_to_image_fields
+
+        stamp = _time_msg(self.step_idx * self.dt_ns)
+        if not resend:
+            self._answers[self.step_idx * self.dt_ns] = 0
+            while len(self._answers) > _RECENT_FRAMES:
+                self._answers.popitem(last=False)
+            self.counts["frames_published"] += 1
+        else:
+            self.counts["frames_resent"] += 1
+        self._pub_clock.publish(Clock(clock=stamp))
+        speed = float(self._info.get("speed_mps", float(np.ravel(self._obs["speed"])[0])))
+        self._pub_speed.publish(Float32(data=speed))
+        self._pub_odom.publish(self._odometry(stamp, speed))
+        self._camera_info.header.stamp = stamp
+        self._pub_info.publish(self._camera_info)
+        fields = rgb_to_image_fields(self._obs["image"], "bgra8")
+        img = Image(
+            height=fields["height"],
+            width=fields["width"],
+            encoding="bgra8",
+            is_bigendian=0,
+            step=fields["step"],
+        )
+        img.header.stamp = stamp
+        img.header.frame_id = self._camera_info.header.frame_id
+        img.data = fields["data"].tobytes()
+        self._pub_image.publish(img)
+        self._frame_wall = time.monotonic()
+        self._waiting = self.p["mode"] == "sync"
+
+    def _odometry(self, stamp: Time, speed: float) -> Odometry:
+        msg = Odometry()
+        msg.header.stamp = stamp
+        msg.header.frame_id = "map"
+        msg.child_frame_id = topics.ROLE
+        x, y, yaw = (float(v) for v in self._info.get("pose", (0.0, 0.0, 0.0)))
+        msg.pose.pose.position.x, msg.pose.pose.position.y = x, y
+        msg.pose.pose.orientation.z = math.sin(yaw / 2.0)
+        msg.pose.pose.orientation.w = math.cos(yaw / 2.0)
+        msg.twist.twist.linear.x = speed
+        return msg
+
+    # -- commands -----------------------------------------------------------------------
+
+    def _count_answer(self, stamp_ns: int) -> bool:
+        """Book a command for the frame stamped `stamp_ns`; True if it is that frame's first."""
+        if stamp_ns not in self._answers:
+            self.counts["unmatched_controls"] += 1
+            return False
+        self._answers[stamp_ns] += 1
+        if self._answers[stamp_ns] > 1:
+            self.counts["duplicate_controls"] += 1
+            return False
+        self.counts["frames_answered"] += 1
+        return True
+
+    def _on_carla(self, msg) -> None:
+        self.counts["controls_received"] += 1
+        if self._done:
+            return
+        if msg.header.frame_id == WATCHDOG_FRAME_ID:
+            self.counts["watchdog_controls"] += 1
+            if self.p["mode"] == "realtime":
+                self._latest = (0.0, 0.0, 1.0)
+            return
+        action = control_msgs.from_carla_msg(msg)
+        stamp_ns = _ns(msg.header.stamp)
+        first = self._count_answer(stamp_ns)
+        if self.p["mode"] == "realtime":
+            self._latest = action
+        elif first and self._waiting and stamp_ns == self.step_idx * self.dt_ns:
+            self._advance(action)
+
+    def _on_twist(self, msg) -> None:
+        self.counts["controls_received"] += 1
+        if self._done or not self._started:
+            return
+        action = control_msgs.from_twist(msg, self.p["max_steer_angle_rad"])
+        # No stamp: the command answers the newest frame.
+        first = self._count_answer(self.step_idx * self.dt_ns)
+        if self.p["mode"] == "realtime":
+            self._latest = action
+        elif first and self._waiting:
+            self._advance(action)
+
+    # -- world --------------------------------------------------------------------------
+
+    def _advance(self, action: tuple[float, float, float]) -> None:
+        self._waiting = False
+        obs, _, terminated, truncated, info = self.env.step(np.asarray(action, np.float32))
+        self._obs, self._info = obs, info
+        self.step_idx += 1
+        lateral = float(info["lateral_error_m"])
+        expert = info.get("expert_action")
+        expert_steer = float(expert[0]) if expert is not None else float("nan")
+        self.trace.add(lateral, action[0], expert_steer, float(info["progress_m"]))
+        self._max_abs_lateral = max(self._max_abs_lateral, abs(lateral))
+        off_road = bool(info.get("off_road", False))
+        self.counts["off_road_steps"] += off_road
+        if metrics.needs_intervention(lateral, off_road):
+            self.counts["interventions"] += 1
+            self.trace.mark_intervention()
+            if self.p["recenter_on_intervention"] and not (terminated or truncated):
+                self._recenter()
+        self._check_done(terminated, truncated, off_road)
+        if self._done or self.step_idx % self.p["metrics_every"] == 0:
+            self.publish_metrics()
+        if not self._done:
+            self._publish_frame()
+
+    def _recenter(self) -> None:
+        out = self.env.unwrapped.recenter()
+        if isinstance(out, tuple) and len(out) == 2:  # (obs, info) of the new pose
+            self._obs, self._info = out
+
+    def _check_done(self, terminated: bool, truncated: bool, off_road: bool) -> None:
+        max_steps = self.p["max_steps"]
+        if float(self._info.get("route_completion", 0.0)) >= 1.0:
+            self._reason = "route_complete"
+        elif terminated and off_road:
+            self._reason = "off_road"
+        elif max_steps and self.step_idx >= max_steps:
+            self._reason = "max_steps"
+        elif terminated or truncated:
+            self._reason = "truncated"
+        self._done = self._reason != "running"
+        if self._done:
+            self.get_logger().info(f"episode over after {self.step_idx} steps: {self._reason}")
+
+    def _on_housekeeping(self) -> None:
+        if self._done:
+            return
+        now = time.monotonic()
+        if not self._started:
+            waited = now - self._t_created
+            if self._agent_present() or waited > self.p["startup_timeout_s"]:
+                self._started = True
+                self.publish_metrics()
+                self._publish_frame()
+            return
+        if self._waiting and now - self._frame_wall > self.p["sync_resend_s"]:
+            self._publish_frame(resend=True)
+
+    def _on_realtime_tick(self) -> None:
+        if self._started and not self._done:
+            self._advance(self._latest)
+
+    # -- metrics ------------------------------------------------------------------------
+
+    def metrics(self, with_summary: bool = False) -> dict:
+        """The JSON object published on topics.METRICS (keys in the module doc)."""
+        c = self.counts
+        out = {
+            "seed": self.p["seed"],
+            "mode": self.p["mode"],
+            "accepts": self.accepts,
+            "step": self.step_idx,
+            "sim_time_s": self.step_idx * self.dt_ns * 1e-9,
+            "progress_m": float(self._info.get("progress_m", 0.0)),
+            "route_completion": float(self._info.get("route_completion", 0.0)),
+            "lateral_error_m": float(self._info.get("lateral_error_m", 0.0)),
+            "max_abs_lateral_m": self._max_abs_lateral,
+            **c,
+            "frames_without_control": c["frames_published"] - c["frames_answered"],
+            "done": self._done,
+            "reason": self._reason,
+        }
+        if with_summary and self.trace.steps:
+            out["summary"] = metrics.summarize_episode(self.trace).as_dict()
+        return out
+
+    def publish_metrics(self) -> None:
+        self._pub_metrics.publish(String(data=json.dumps(self.metrics(with_summary=True))))
+
+
+def main(args: list[str] | None = None) -> int:
+    """Entry point of `ros2 run steering_agent sim_bridge`; exit code 0 on Ctrl-C/SIGTERM."""
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = SimBridgeNode()
+        spin_until_shutdown(node)
+    except KeyboardInterrupt:
+        pass
+    except (ValueError, ParameterException) as e:
+        print(f"sim_bridge: {e}", file=sys.stderr)
+        return 1
+    finally:
+        if node is not None:
+            final = json.dumps(node.metrics(with_summary=True))
+            print(f"[sim_bridge] final metrics: {final}", file=sys.stderr)
+            node.env.close()
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

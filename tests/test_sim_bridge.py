@@ -1,0 +1,164 @@
+"""The `sim_bridge` node as a real process: CARLA bridge topics out, both command types in,
+one world step per matching command in sync mode, metrics on topics.METRICS."""
+
+from __future__ import annotations
+
+import json
+import signal
+
+import pytest
+
+from tests.ros_helpers import Probe, log_text, restore_domain, set_domain, stamp_ns, unique_domain
+
+W, H = 160, 120
+DT_NS = 50_000_000
+MAX_STEPS = 30
+
+pytestmark = [pytest.mark.ros, pytest.mark.slow]
+
+
+class BridgeUnderTest:
+    """A sim_bridge process and a probe playing the agent."""
+
+    def __init__(self, proc, log, probe: Probe) -> None:
+        from carla_msgs.msg import CarlaEgoVehicleControl
+        from geometry_msgs.msg import Twist
+        from nav_msgs.msg import Odometry
+        from rclpy.qos import DurabilityPolicy, QoSProfile
+        from rosgraph_msgs.msg import Clock
+        from sensor_msgs.msg import CameraInfo, Image
+        from std_msgs.msg import Float32, String
+
+        from steering_agent import topics
+
+        self.proc, self.log, self.probe = proc, log, probe
+        self.images = probe.record(Image, topics.IMAGE)
+        self.infos = probe.record(CameraInfo, topics.CAMERA_INFO)
+        self.speeds = probe.record(Float32, topics.SPEEDOMETER)
+        self.odoms = probe.record(Odometry, topics.ODOMETRY)
+        self.clocks = probe.record(Clock, topics.CLOCK)
+        latched = QoSProfile(depth=10, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self.metrics_msgs = probe.record(String, topics.METRICS, latched)
+        self.carla = probe.node.create_publisher(
+            CarlaEgoVehicleControl, topics.CONTROL, QoSProfile(depth=10)
+        )
+        self.twist = probe.node.create_publisher(Twist, topics.TWIST, QoSProfile(depth=10))
+
+    def metrics(self) -> dict:
+        return json.loads(self.metrics_msgs[-1].data) if self.metrics_msgs else {}
+
+    def wait_images(self, n: int, timeout_s: float = 15.0) -> bool:
+        return self.probe.spin_until(lambda: len(self.images) >= n, timeout_s)
+
+    def stamps(self) -> set[int]:
+        return {stamp_ns(i.header.stamp) for i in self.images}
+
+    def wait_stamp(self, ns: int, timeout_s: float = 15.0) -> bool:
+        """Wait for a frame stamped `ns` (frames may be re-sent: stamps, not counts)."""
+        return self.probe.spin_until(lambda: ns in self.stamps(), timeout_s)
+
+    def answer(self, stamp, throttle: float = 0.5, frame_id: str = "") -> None:
+        from carla_msgs.msg import CarlaEgoVehicleControl
+
+        msg = CarlaEgoVehicleControl(throttle=throttle, steer=0.0, brake=0.0)
+        msg.header.stamp = stamp
+        msg.header.frame_id = frame_id
+        self.carla.publish(msg)
+
+
+@pytest.fixture(scope="module")
+def bridge(tmp_path_factory):
+    from steering_agent.closed_loop import start_node
+
+    old = set_domain(unique_domain())
+    tmp = tmp_path_factory.mktemp("sim_bridge")
+    params = {"seed": 1_000_000, "width": W, "height": H, "route_length_m": 200.0,
+              "mode": "sync", "max_steps": MAX_STEPS, "sync_resend_s": 0.5,
+              "startup_timeout_s": 30.0}  # fmt: skip
+    proc = start_node("sim_bridge", params, tmp / "sim_bridge.log")
+    probe = None
+    try:
+        probe = Probe("bridge_probe")
+        b = BridgeUnderTest(proc, tmp / "sim_bridge.log", probe)
+        assert b.wait_images(1, 60.0), f"no first frame:\n{log_text(b.log)}"
+        yield b
+    finally:
+        if probe is not None:
+            probe.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        restore_domain(old)
+
+
+def test_publishes_the_carla_bridge_sensor_topics(bridge):
+    img = bridge.images[0]
+    assert (img.width, img.height, img.encoding, img.step) == (W, H, "bgra8", W * 4)
+    assert len(img.data) == H * W * 4 and stamp_ns(img.header.stamp) == 0
+    assert bridge.probe.spin_until(
+        lambda: bridge.infos and bridge.speeds and bridge.odoms and bridge.clocks, 5.0
+    )
+    info = bridge.infos[0]
+    assert (info.width, info.height) == (W, H) and info.k[0] > 0 and info.k[8] == 1.0
+    assert bridge.odoms[0].child_frame_id == "ego_vehicle"
+    assert stamp_ns(bridge.clocks[0].clock) == 0
+
+
+def test_sync_steps_only_for_the_command_of_the_current_frame(bridge):
+    stamp = bridge.images[-1].header.stamp
+    wrong = type(stamp)(sec=stamp.sec, nanosec=stamp.nanosec + 1_000_000)
+    bridge.answer(wrong)
+    bridge.answer(stamp, frame_id="watchdog")  # the agent's blind braking: no step
+    bridge.probe.spin_for(0.3)
+    assert bridge.stamps() == {stamp_ns(stamp)}
+    bridge.answer(stamp)
+    assert bridge.wait_stamp(stamp_ns(stamp) + DT_NS)
+
+
+def test_twist_command_steps_the_world(bridge):
+    from geometry_msgs.msg import Twist
+
+    current = max(bridge.stamps())
+    msg = Twist()
+    msg.linear.x = 5.0  # throttle 0.5 in carla_twist_to_control's convention
+    bridge.twist.publish(msg)
+    assert bridge.wait_stamp(current + DT_NS)
+
+
+def test_unanswered_frame_is_sent_again(bridge):
+    current = max(bridge.stamps())
+    n = sum(stamp_ns(i.header.stamp) == current for i in bridge.images)
+    resent = lambda: sum(stamp_ns(i.header.stamp) == current for i in bridge.images) > n  # noqa: E731
+    assert bridge.probe.spin_until(resent, 5.0)  # sync_resend_s = 0.5
+    assert max(bridge.stamps()) == current
+
+
+def test_drives_to_max_steps_and_reports_metrics(bridge):
+    answered: set[int] = set()
+
+    def answered_until_done() -> bool:
+        if bridge.metrics().get("done"):
+            return True
+        stamp = bridge.images[-1].header.stamp
+        if stamp_ns(stamp) not in answered:  # one command per frame, as the agent does
+            answered.add(stamp_ns(stamp))
+            bridge.answer(stamp, throttle=1.0)
+        return False
+
+    assert bridge.probe.spin_until(answered_until_done, 60.0), bridge.metrics()
+    m = bridge.metrics()
+    assert m["reason"] == "max_steps" and m["step"] == MAX_STEPS
+    assert m["frames_published"] == MAX_STEPS == m["frames_answered"]
+    assert m["frames_without_control"] == 0 and m["duplicate_controls"] == 0
+    assert m["frames_resent"] >= 1 and m["unmatched_controls"] >= 1
+    assert m["watchdog_controls"] == 1
+    assert m["progress_m"] > 1.0 and bridge.speeds[-1].data > 0.5
+    assert m["summary"]["steps"] == MAX_STEPS and "mean_abs_lateral_m" in m["summary"]
+    assert set(m["accepts"]) == {"carla", "twist"}
+
+
+def test_sigterm_exits_cleanly(bridge):
+    bridge.proc.send_signal(signal.SIGTERM)
+    assert bridge.proc.wait(15) == 0
+    log = log_text(bridge.log)
+    assert "Traceback" not in log and "final metrics" in log

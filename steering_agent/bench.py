@@ -1,0 +1,325 @@
+"""`steering-agent bench`: latency and throughput, median and spread over repeated runs.
+
+Suites: `inference` (per-frame policy latency, stateful versus recomputing a window of 16
+or 32 frames, batch 1 and 64), `sim` (simulator steps per second at 200x66 and 800x600),
+`ros` (node and DDS latency, skipped with a note where rclpy is missing), `record`
+(episode-writer throughput), `eval` (simulated km per hour of vectorised closed-loop
+evaluation). Each measurement is repeated `--repeats` times; the JSON keeps every run,
+the median, p10 and p90, plus the machine and versions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+SUITES = ("inference", "sim", "ros", "record", "eval")
+
+
+@dataclass
+class Measurement:
+    """One benchmarked quantity: a value per repeated run."""
+
+    name: str
+    unit: str
+    runs: list[float]
+    params: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        v = np.asarray(self.runs, dtype=np.float64)
+        return {
+            "name": self.name,
+            "unit": self.unit,
+            "median": float(np.median(v)),
+            "p10": float(np.percentile(v, 10)),
+            "p90": float(np.percentile(v, 90)),
+            "runs": [float(x) for x in v],
+            **self.params,
+        }
+
+
+@dataclass
+class Skipped:
+    """A measurement that could not run here, and why."""
+
+    name: str
+    reason: str
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "skipped": self.reason}
+
+
+def repeat(fn: Callable[[], float], repeats: int) -> list[float]:
+    return [float(fn()) for _ in range(repeats)]
+
+
+def _latency_model(policy: str | None):
+    """A checkpoint to time (the given one, else the shipped one, else random weights)."""
+    from steering_agent.checkpoint import load_checkpoint
+    from steering_agent.model import ModelConfig, SteeringNet
+
+    if policy:
+        return load_checkpoint(policy), policy
+    try:
+        from steering_agent.package_files import shipped_checkpoint
+
+        shipped = shipped_checkpoint()
+        if shipped.is_file():
+            return load_checkpoint(shipped), str(shipped)
+    except FileNotFoundError:
+        pass
+    return SteeringNet(ModelConfig()).eval(), "random-weights cnn_lstm (latency only)"
+
+
+def bench_inference(repeats: int, quick: bool, policy: str | None, device: str) -> list:
+    """Per control step: stateful LSTM step versus re-running a 16/32-frame window."""
+    from steering_agent.runtime import benchmark_latency
+
+    model, source = _latency_model(policy)
+    out = []
+    # --quick keeps the structure (batch > 1, both windows) at a size a test can afford.
+    for batch in (1, 2) if quick else (1, 64):
+        for window in (None, 16, 32):
+            calls = 2 if quick else max(2, (40 if batch == 1 else 8) // (1 + (window or 0) // 8))
+            mode = "stateful" if window is None else f"window {window}"
+
+            def once(batch=batch, window=window, calls=calls) -> float:
+                r = benchmark_latency(model, batch, window, calls, warmup=1, device=device)
+                return r["median_ms"]
+
+            name = f"inference {mode}, batch {batch}"
+            params = {"batch": batch, "window": window, "calls_per_run": calls, "model": source}
+            out.append(Measurement(name, "ms/step", repeat(once, repeats), params))
+    return out
+
+
+def bench_sim(repeats: int, quick: bool) -> list:
+    try:
+        from sim.bench import sim_steps_per_second
+    except ImportError as e:
+        return [Skipped("sim steps/s", f"sim.bench is not available: {e}")]
+    out = []
+    for w, h in ((200, 66), (800, 600)):
+        steps = 50 if quick else (1000 if w == 200 else 200)
+
+        def once(w=w, h=h, steps=steps) -> float:
+            return sim_steps_per_second(w, h, steps=steps, seed=0)
+
+        out.append(Measurement(f"sim {w}x{h}", "steps/s", repeat(once, repeats), {"steps": steps}))
+    return out
+
+
+def bench_ros(repeats: int, quick: bool, policy: str | None) -> list:
+    """Node and DDS latency from steering_agent.closed_loop (needs rclpy)."""
+    try:
+        import rclpy  # noqa: F401
+    except Exception as e:  # the wheels raise more than ImportError when libraries are missing
+        return [Skipped("ros latency", f"rclpy is not importable ({e}); run `make setup`")]
+    try:
+        from steering_agent.closed_loop import measure_dds_latency
+    except ImportError as e:
+        return [Skipped("ros latency", f"steering_agent.closed_loop is not available: {e}")]
+    try:
+        model, _ = _latency_model(policy)
+    except FileNotFoundError as e:
+        return [Skipped("ros latency", str(e))]
+    out = []
+    with tempfile.TemporaryDirectory() as tmp:
+        ckpt = _checkpoint_file(model, Path(tmp))
+        for w, h in ((200, 66), (640, 480)):
+            frames = 20 if quick else 200
+            try:
+                runs = [measure_dds_latency(w, h, frames, checkpoint=ckpt) for _ in range(repeats)]
+            except RuntimeError as e:  # the agent process did not come up: say why
+                out.append(Skipped(f"ros {w}x{h}", f"{e}".strip().splitlines()[-1]))
+                continue
+            params = {"frames": frames, "lost": [r.get("lost") for r in runs]}
+            latency = [r["latency_ms"]["median"] for r in runs]
+            out.append(Measurement(f"ros camera->control {w}x{h}", "ms", latency, params))
+            node = [_median_of(r.get("agent", {}).get("total_ms")) for r in runs]
+            if all(v is not None for v in node):
+                out.append(Measurement(f"ros node per-frame {w}x{h}", "ms", node, params))
+    return out
+
+
+def _median_of(value) -> float | None:
+    """A number, or the median of a {median, p90, ...} dict (the node's stats format)."""
+    if isinstance(value, dict):
+        value = value.get("median")
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+def _checkpoint_file(model, folder: Path) -> str:
+    """A checkpoint path for a node process (random weights saved to `folder` if need be)."""
+    if hasattr(model, "path"):
+        return str(model.path)
+    import torch
+
+    from steering_agent.checkpoint import save_checkpoint
+    from steering_agent.preprocess import PreprocessConfig
+
+    path = folder / "random_cnn_lstm.pt"
+    prov = {"note": "random weights, latency only", "torch_version": str(torch.__version__)}
+    return str(save_checkpoint(path, model, model.cfg, PreprocessConfig(), prov))
+
+
+def bench_record(repeats: int, quick: bool) -> list:
+    try:
+        from steering_agent.recording import writer_throughput
+    except ImportError as e:
+        return [Skipped("record frames/s", f"steering_agent.recording is not available: {e}")]
+    out = []
+    for w, h in ((200, 66), (640, 480)):
+        frames = 20 if quick else 300
+
+        def once(w=w, h=h, frames=frames) -> float:
+            return writer_throughput(w, h, frames)
+
+        name = f"record {w}x{h} (MCAP)"
+        out.append(Measurement(name, "frames/s", repeat(once, repeats), {"frames": frames}))
+    return out
+
+
+def bench_eval(repeats: int, quick: bool, policy: str | None, device: str) -> list:
+    """Simulated km per wall-clock hour of vectorised evaluation at 200x66."""
+    from steering_agent.vec_eval import EvalConfig, ExpertPolicy, make_policy, run_episodes
+
+    num_envs, route_m = (2, 30.0) if quick else (16, 250.0)
+    cfg = EvalConfig(route_length_m=route_m, num_envs=num_envs)
+    from sim.seeds import eval_seeds
+
+    model, source = _latency_model(policy)
+    out = []
+    for label in ("agent", "expert"):
+
+        def once(label=label) -> float:
+            if label == "expert":
+                pol = ExpertPolicy()
+            elif hasattr(model, "path"):  # a loaded Checkpoint
+                pol = make_policy(str(model.path), num_envs, device)
+            else:
+                pol = _RandomCnnLstm(model, num_envs, device)
+            t0 = time.perf_counter()
+            traces = run_episodes(pol, eval_seeds(num_envs), cfg)
+            km = sum(t.progress_m[-1] for t in traces) / 1000.0
+            return km / (time.perf_counter() - t0) * 3600.0
+
+        params = {"num_envs": num_envs, "route_length_m": route_m, "size": "200x66"}
+        if label == "agent":
+            params["model"] = source
+        out.append(Measurement(f"eval {label}", "sim km/h", repeat(once, repeats), params))
+    return out
+
+
+class _RandomCnnLstm:
+    """An untrained network through the batched runtime: eval speed only, not quality."""
+
+    name = "random"
+
+    def __init__(self, model, batch: int, device: str) -> None:
+        from steering_agent.preprocess import PreprocessConfig
+        from steering_agent.runtime import BatchedSteeringPolicy
+
+        self._p = BatchedSteeringPolicy(model, PreprocessConfig(), batch, device)
+
+    def reset(self, indices=None) -> None:
+        self._p.reset(indices)
+
+    def act(self, images, stamps, speeds, expert, active):
+        return self._p.step(images, stamps, speeds, active=active)
+
+
+def torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
+def run_suites(names: list[str], repeats: int, quick: bool, policy, device: str) -> list:
+    out: list = []
+    for name in names:
+        t0 = time.perf_counter()
+        if name == "inference":
+            out += bench_inference(repeats, quick, policy, device)
+        elif name == "sim":
+            out += bench_sim(repeats, quick)
+        elif name == "ros":
+            out += bench_ros(repeats, quick, policy)
+        elif name == "record":
+            out += bench_record(repeats, quick)
+        elif name == "eval":
+            out += bench_eval(repeats, quick, policy, device)
+        print(f"bench {name}: {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    return out
+
+
+def table(results: list) -> str:
+    """A readable fixed-width table of the measurements."""
+    lines = [f"{'measurement':44} {'median':>10} {'p10':>10} {'p90':>10}  unit"]
+    for r in results:
+        j = r.to_json()
+        if "skipped" in j:
+            lines.append(f"{j['name']:44} skipped: {j['skipped']}")
+            continue
+        lines.append(
+            f"{j['name']:44} {j['median']:10.3f} {j['p10']:10.3f} {j['p90']:10.3f}  {j['unit']}"
+        )
+        if j["unit"] == "ms/step" and j.get("batch", 1) > 1:
+            per = j["median"] / j["batch"]
+            lines.append(f"{'  per frame':44} {per:10.3f} {'':10} {'':10}  ms/frame")
+    return "\n".join(lines)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("suite", nargs="?", default="all", choices=[*SUITES, "all"])
+    parser.add_argument("--json", type=Path, help="write the results JSON here")
+    parser.add_argument("--repeats", type=int, default=5, help="repeated runs per measurement")
+    parser.add_argument("--policy", help="checkpoint to time (default: shipped, else random)")
+    parser.add_argument("--device", default="cpu", help="torch device for inference")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch CPU threads (default: one per core)"
+    )
+    parser.add_argument("--quick", action="store_true", help="tiny sizes (a smoke test)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from steering_agent.evaluate import set_threads
+    from steering_agent.report import versions
+
+    if args.repeats < 1:
+        print(f"steering-agent bench: --repeats must be >= 1, got {args.repeats}", file=sys.stderr)
+        return 2
+    try:
+        set_threads(args.threads)
+    except ValueError as e:
+        print(f"steering-agent bench: {e}", file=sys.stderr)
+        return 2
+    if args.policy and not Path(args.policy).is_file():
+        print(f"steering-agent bench: --policy {args.policy}: no such file", file=sys.stderr)
+        return 2
+    names = list(SUITES) if args.suite == "all" else [args.suite]
+    results = run_suites(names, args.repeats, args.quick, args.policy, args.device)
+    print(table(results))
+    if args.json:
+        doc = {
+            "suites": names,
+            "repeats": args.repeats,
+            "quick": args.quick,
+            "device": args.device,
+            "threads": torch_threads(),
+            "machine_and_versions": versions(),
+            "results": [r.to_json() for r in results],
+            "command": " ".join(["steering-agent", "bench", *sys.argv[2:]]),
+        }
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(doc, indent=2))
+        print(f"wrote {args.json}")
+    return 0

@@ -1,0 +1,242 @@
+"""`steering-agent eval`: closed-loop evaluation of policies on held-out seeds.
+
+Every policy drives the same evaluation seeds (`sim.seeds.eval_seeds`) in
+`SteeringAgent/Drive-v0`; the metrics are those of `steering_agent.metrics`. Writes a JSON
+(one row per policy plus per-episode details, settings and versions), prints a table,
+and with `--report DIR` also the Markdown table, plots and a video (`steering_agent.report`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sim.seeds import EVAL_SEED_START, eval_seeds, is_eval_seed
+from steering_agent import metrics
+from steering_agent.vec_eval import EvalConfig, Perturbations, make_policy, run_episodes
+
+_BAR_FORMAT = "{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} m [{elapsed}<{remaining}]"
+
+
+@dataclass
+class PolicyRun:
+    """One policy's evaluation: its row, its episodes and their traces (for plots)."""
+
+    name: str
+    spec: str
+    traces: list[metrics.EpisodeTrace]
+    wall_s: float
+    summary: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        episodes = [metrics.summarize_episode(t).as_dict() for t in self.traces]
+        return {"policy": self.spec, **self.summary, "wall_s": self.wall_s, "episodes": episodes}
+
+
+def resolve_seeds(episodes: int, start: int, explicit: Sequence[int] | None = None) -> list[int]:
+    """The evaluation seeds: `eval_seeds(episodes, start)`, or an explicit held-out list.
+
+    Raises:
+        ValueError: an explicit seed is a training seed (below `EVAL_SEED_START`).
+    """
+    if explicit:
+        training = [s for s in explicit if not is_eval_seed(s)]
+        if training:
+            raise ValueError(
+                f"--seeds {training} are training seeds (< {EVAL_SEED_START}); evaluation "
+                f"uses held-out seeds only: pass seeds >= {EVAL_SEED_START} or use --seed OFFSET"
+            )
+        return [int(s) for s in explicit]
+    if episodes < 1:
+        raise ValueError(f"--episodes must be >= 1, got {episodes}")
+    return eval_seeds(episodes, start=start)
+
+
+def unique_names(specs: Sequence[str]) -> list[str]:
+    """Table names: "expert" or the checkpoint's stem, made unique with a suffix."""
+    names: list[str] = []
+    for spec in specs:
+        base = "expert" if spec == "expert" else Path(spec).stem
+        name, n = base, 2
+        while name in names:
+            name, n = f"{base}_{n}", n + 1
+        names.append(name)
+    return names
+
+
+def evaluate_policies(
+    specs: Sequence[str],
+    seeds: Sequence[int],
+    cfg: EvalConfig,
+    device: str = "auto",
+    frame_hooks: dict | None = None,
+    progress: bool = True,
+) -> list[PolicyRun]:
+    """Runs every policy over the same seeds; one `PolicyRun` per policy, in order.
+
+    Args:
+        frame_hooks: optional {policy name: hook} called on each step of the first seed's
+            episode (the report's video).
+    """
+    from tqdm import tqdm
+
+    runs = []
+    total_m = len(seeds) * cfg.route_length_m
+    for name, spec in zip(unique_names(specs), specs, strict=True):
+        policy = make_policy(spec, batch_size=max(1, min(cfg.num_envs, len(seeds))), device=device)
+        hook = (frame_hooks or {}).get(name)
+        bar = tqdm(
+            total=round(total_m),
+            unit="m",
+            desc=name,
+            disable=not progress,
+            mininterval=0.5,
+            bar_format=_BAR_FORMAT,
+        )
+        t0 = time.perf_counter()
+        traces = run_episodes(policy, seeds, cfg, frame_hook=hook, on_progress=bar.update)
+        bar.close()
+        run = PolicyRun(name, spec, traces, wall_s=time.perf_counter() - t0)
+        run.summary = metrics.aggregate(traces)
+        runs.append(run)
+    return runs
+
+
+def results_json(runs: Sequence[PolicyRun], seeds: Sequence[int], cfg: EvalConfig) -> dict:
+    """The evaluation's JSON document (policies keyed by name; settings; versions)."""
+    from steering_agent.report import versions
+
+    sim_km = sum(r.summary["distance_km"] for r in runs)
+    wall_s = sum(r.wall_s for r in runs)
+    return {
+        "settings": {
+            "seeds": [int(s) for s in seeds],
+            "route_length_m": cfg.route_length_m,
+            "width": cfg.width,
+            "height": cfg.height,
+            "num_envs": cfg.num_envs,
+            **cfg.perturb.as_dict(),
+            "intervention_threshold_m": metrics.INTERVENTION_THRESHOLD_M,
+            "intervention_penalty_s": metrics.INTERVENTION_PENALTY_S,
+        },
+        "policies": {r.name: r.to_json() for r in runs},
+        "throughput": {
+            "wall_s": wall_s,
+            "distance_km": sim_km,
+            "sim_km_per_hour": sim_km / wall_s * 3600.0 if wall_s > 0 else None,
+        },
+        "versions": versions(),
+        "command": " ".join(["steering-agent", *sys.argv[1:]]),
+    }
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--policy",
+        action="append",
+        required=True,
+        metavar="PATH|expert",
+        help="checkpoint to evaluate, or 'expert'; repeat for one table of several",
+    )
+    parser.add_argument("--episodes", type=int, default=20, help="number of held-out seeds")
+    parser.add_argument("--seed", type=int, default=0, help="offset into the evaluation seeds")
+    parser.add_argument(
+        "--seeds", type=int, nargs="+", help="explicit held-out seeds (>= 1000000) instead"
+    )
+    parser.add_argument("--route-length-m", type=float, default=1000.0)
+    parser.add_argument("--json", type=Path, help="write the results JSON here")
+    parser.add_argument("--report", type=Path, help="write results.md, plots and a video here")
+    parser.add_argument("--num-envs", type=int, default=8, help="environments stepped together")
+    parser.add_argument("--frame-drop", type=float, default=0.0, help="share of frames unseen")
+    parser.add_argument("--image-noise", type=float, default=0.0, help="pixel noise sigma")
+    parser.add_argument("--brightness", type=float, default=0.0, help="added to pixel values")
+    parser.add_argument("--control-delay", type=int, default=0, help="steps of command delay")
+    parser.add_argument("--width", type=int, default=200)
+    parser.add_argument("--height", type=int, default=66)
+    parser.add_argument("--device", default="auto", help="torch device for checkpoints")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads (default: one per core; on a machine busy with other jobs "
+        "1 can be faster, as simulator and network take turns in one process)",
+    )
+    parser.add_argument("--no-video", action="store_true", help="skip the report's MP4")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def config_from_args(args: argparse.Namespace) -> EvalConfig:
+    if args.num_envs < 1:
+        raise ValueError(f"--num-envs must be >= 1, got {args.num_envs}")
+    if args.route_length_m <= 0:
+        raise ValueError(f"--route-length-m must be > 0, got {args.route_length_m}")
+    perturb = Perturbations(
+        frame_drop=args.frame_drop,
+        image_noise=args.image_noise,
+        brightness=args.brightness,
+        control_delay=args.control_delay,
+    )
+    return EvalConfig(
+        route_length_m=args.route_length_m,
+        width=args.width,
+        height=args.height,
+        num_envs=args.num_envs,
+        perturb=perturb,
+    )
+
+
+def set_threads(threads: int | None) -> None:
+    """Fix torch's CPU threads for this process (None: leave the runtime's default)."""
+    if threads is None:
+        return
+    if threads < 1:
+        raise ValueError(f"--threads must be >= 1, got {threads}")
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def run(args: argparse.Namespace) -> int:
+    from steering_agent import report
+
+    try:
+        set_threads(args.threads)
+        cfg = config_from_args(args)
+        seeds = resolve_seeds(args.episodes, args.seed, args.seeds)
+    except ValueError as e:
+        print(f"steering-agent eval: {e}", file=sys.stderr)
+        return 2
+    names = unique_names(args.policy)
+    video = None
+    if args.report and not args.no_video:
+        video = report.EpisodeVideo(args.report / f"episode_{names[0]}_{seeds[0]}.mp4", names[0])
+    try:
+        runs = evaluate_policies(
+            args.policy,
+            seeds,
+            cfg,
+            device=args.device,
+            frame_hooks={names[0]: video.add} if video else None,
+            progress=not args.quiet,
+        )
+    except (FileNotFoundError, ValueError) as e:
+        print(f"steering-agent eval: {e}", file=sys.stderr)
+        return 2
+    finally:
+        if video:
+            video.close()
+    doc = results_json(runs, seeds, cfg)
+    print(report.markdown_table(doc))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(doc, indent=2))
+        print(f"wrote {args.json}")
+    if args.report:
+        for path in report.write_report(args.report, doc, runs, video=video):
+            print(f"wrote {path}")
+    return 0

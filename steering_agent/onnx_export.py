@@ -1,0 +1,128 @@
+"""`steering-agent export-onnx`: a checkpoint as ONNX, with the LSTM state as explicit I/O.
+
+Graph inputs: `frames` float32 [B, T, 3, H, W] (normalised, `preprocess.normalize`),
+and for `cnn_lstm` also `h0`, `c0` [layers, B, hidden]. Outputs: `steer` [B, T], and
+`hn`, `cn` for `cnn_lstm`. Batch and time are dynamic. The export is checked against
+PyTorch with onnxruntime over a few steps with the state fed back (max abs diff).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from steering_agent.checkpoint import load_checkpoint
+from steering_agent.model import SteeringNet
+
+
+class _ExplicitState(nn.Module):
+    """forward(frames, h0, c0) -> (steer, hn, cn): ONNX wants flat tensors, not tuples."""
+
+    def __init__(self, model: SteeringNet) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, frames, h0, c0):
+        steer, (h, c) = self.model(frames, (h0, c0))
+        return steer, h, c
+
+
+class _Stateless(nn.Module):
+    def __init__(self, model: SteeringNet) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, frames):
+        return self.model(frames, None)[0]
+
+
+def export_onnx(model: SteeringNet, path: str | Path, seq_len: int = 4) -> Path:
+    """Write `model` to `path` as ONNX (legacy TorchScript exporter, opset 17)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model = model.cpu().eval()
+    cfg = model.cfg
+    frames = torch.zeros(1, seq_len, cfg.in_channels, cfg.height, cfg.width)
+    dyn = {"frames": {0: "batch", 1: "time"}, "steer": {0: "batch", 1: "time"}}
+    if model.recurrent:
+        h0, c0 = model.initial_state(1)
+        wrapper, args = _ExplicitState(model), (frames, h0, c0)
+        names_in, names_out = ["frames", "h0", "c0"], ["steer", "hn", "cn"]
+        for n in ("h0", "c0", "hn", "cn"):
+            dyn[n] = {1: "batch"}
+    else:
+        wrapper, args = _Stateless(model), (frames,)
+        names_in, names_out = ["frames"], ["steer"]
+    # The exporter restores the wrapper's mode afterwards: a fresh wrapper is in training
+    # mode, which would leave `model` (dropout on) in training mode too.
+    wrapper.eval()
+    torch.onnx.export(
+        wrapper,
+        args,
+        str(path),
+        input_names=names_in,
+        output_names=names_out,
+        dynamic_axes=dyn,
+        opset_version=17,
+        dynamo=False,
+    )
+    return path
+
+
+def compare_with_torch(
+    model: SteeringNet,
+    path: str | Path,
+    batch: int = 2,
+    steps: int = 3,
+    seq_len: int = 5,
+    seed: int = 0,
+) -> float:
+    """Max abs difference of steer (and state) between onnxruntime and PyTorch."""
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    cfg = model.cfg
+    gen = torch.Generator().manual_seed(seed)
+    state = model.initial_state(batch)
+    ort_state = None if state is None else [s.numpy() for s in state]
+    diff = 0.0
+    with torch.inference_mode():
+        for _ in range(steps):  # several calls: the fed-back state must agree too
+            x = torch.rand(batch, seq_len, cfg.in_channels, cfg.height, cfg.width, generator=gen)
+            x = x * 2 - 1
+            ref, state = model(x, state)
+            feeds = {"frames": x.numpy()}
+            if ort_state is not None:
+                feeds.update(h0=ort_state[0], c0=ort_state[1])
+            outs = sess.run(None, feeds)
+            diff = max(diff, float(np.abs(outs[0] - ref.numpy()).max()))
+            if state is not None:
+                ort_state = outs[1:]
+                for o, s in zip(ort_state, state, strict=True):
+                    diff = max(diff, float(np.abs(o - s.numpy()).max()))
+    return diff
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", default="checkpoints/cnn_lstm.pt")
+    parser.add_argument("--out", required=True, help="the .onnx file to write")
+    parser.add_argument("--no-check", action="store_true", help="skip the onnxruntime check")
+
+
+def run(args: argparse.Namespace) -> int:
+    ckpt = load_checkpoint(args.checkpoint)
+    model = ckpt.build_model("cpu")
+    path = export_onnx(model, args.out)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB, arch {ckpt.model_config.arch})")
+    if not args.no_check:
+        diff = compare_with_torch(model, path)
+        print(f"onnxruntime vs PyTorch: max abs diff {diff:.2e}")
+        if diff > 1e-4:
+            print("error: the ONNX model disagrees with PyTorch", file=sys.stderr)
+            return 1
+    return 0

@@ -1,0 +1,125 @@
+"""One preprocessing function shared by training and inference.
+
+Crop the sky and the bonnet (fractions of the image height), resize to the network's
+input size with `cv2.INTER_AREA`, convert the colour space, and lay the result out as
+uint8 CHW. `normalize` turns that into the float input of the network. The settings
+live in a `PreprocessConfig` that is stored in every checkpoint, so inference always
+uses exactly what training used.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import cv2
+import numpy as np
+import torch
+
+COLOR_SPACES = ("yuv", "rgb")
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """How camera frames become network input.
+
+    Attributes:
+        crop_top: fraction of the image height removed at the top (sky).
+        crop_bottom: fraction of the image height removed at the bottom (bonnet).
+        height: network input height in pixels (PilotNet: 66).
+        width: network input width in pixels (PilotNet: 200).
+        color: "yuv" (as PilotNet) or "rgb".
+    """
+
+    crop_top: float = 0.0
+    crop_bottom: float = 0.0
+    height: int = 66
+    width: int = 200
+    color: str = "yuv"
+
+    def __post_init__(self) -> None:
+        if not (
+            self.crop_top >= 0.0
+            and self.crop_bottom >= 0.0
+            and self.crop_top + self.crop_bottom < 1.0
+        ):
+            raise ValueError(
+                f"PreprocessConfig: crop_top ({self.crop_top}) and crop_bottom "
+                f"({self.crop_bottom}) must be >= 0 and sum to less than 1"
+            )
+        if self.height < 1 or self.width < 1:
+            raise ValueError(f"PreprocessConfig: size {self.height}x{self.width} must be >= 1")
+        if self.color not in COLOR_SPACES:
+            raise ValueError(f"PreprocessConfig: color {self.color!r} is not one of {COLOR_SPACES}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> PreprocessConfig:
+        return cls(**d)
+
+    def crop_rows(self, image_height: int) -> tuple[int, int]:
+        """The row range [top, bottom) kept from an image `image_height` rows tall."""
+        top = round(self.crop_top * image_height)
+        bottom = image_height - round(self.crop_bottom * image_height)
+        if bottom - top < 1:
+            raise ValueError(f"crop of {self} leaves no rows of a {image_height}-row image")
+        return top, bottom
+
+
+def _one_frame(image: np.ndarray, cfg: PreprocessConfig, out_chw: np.ndarray) -> None:
+    top, bottom = cfg.crop_rows(image.shape[0])
+    crop = image[top:bottom]
+    if crop.shape[0] != cfg.height or crop.shape[1] != cfg.width:
+        crop = cv2.resize(crop, (cfg.width, cfg.height), interpolation=cv2.INTER_AREA)
+    if cfg.color == "yuv":
+        crop = cv2.cvtColor(crop, cv2.COLOR_RGB2YUV)
+    # One strided copy HWC -> CHW straight into the caller's buffer.
+    np.copyto(out_chw, crop.transpose(2, 0, 1))
+
+
+def preprocess_frames(
+    images: np.ndarray, cfg: PreprocessConfig, out: np.ndarray | None = None
+) -> np.ndarray:
+    """Crop, resize and colour-convert RGB frames.
+
+    Args:
+        images: uint8 RGB, [N, H, W, 3] or one frame [H, W, 3].
+        cfg: the preprocessing settings (from the checkpoint).
+        out: optional uint8 [N, 3, height, width] buffer to fill (no allocation).
+
+    Returns:
+        uint8 [N, 3, cfg.height, cfg.width] (N = 1 for a single frame).
+    """
+    images = np.asarray(images)
+    if images.ndim == 3:
+        images = images[None]
+    if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
+        raise ValueError(
+            f"preprocess_frames: expected uint8 RGB [N,H,W,3] or [H,W,3], got "
+            f"{images.dtype} {images.shape}; convert the camera image to uint8 RGB first"
+        )
+    n = images.shape[0]
+    shape = (n, 3, cfg.height, cfg.width)
+    if out is None:
+        out = np.empty(shape, dtype=np.uint8)
+    elif out.shape != shape or out.dtype != np.uint8:
+        raise ValueError(
+            f"preprocess_frames: out must be uint8 {shape}, got {out.dtype} {out.shape}"
+        )
+    for i in range(n):
+        _one_frame(images[i], cfg, out[i])
+    return out
+
+
+def normalize(frames: torch.Tensor | np.ndarray, out: torch.Tensor | None = None) -> torch.Tensor:
+    """uint8 (any shape) -> float32 in about [-1, 1]: x / 127.5 - 1.
+
+    With `out` (a float32 tensor of the same shape) nothing is allocated.
+    """
+    if isinstance(frames, np.ndarray):
+        frames = torch.from_numpy(frames)
+    if out is None:
+        return frames.to(torch.float32).div_(127.5).sub_(1.0)
+    out.copy_(frames)
+    return out.div_(127.5).sub_(1.0)

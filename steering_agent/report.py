@@ -1,0 +1,233 @@
+"""Evaluation reports: the JSON, a Markdown table, PNG plots and an MP4 of one episode.
+
+Plots use matplotlib's Agg backend (no display). The video composes the camera view
+(upscaled), the top-down inset (`env.unwrapped.topdown()`) and a steering gauge.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from collections.abc import Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from steering_agent.metrics import SUMMARY_KEYS
+
+_COLUMNS = (
+    ("autonomy_pct", "autonomy %", "{:.1f}"),
+    ("interventions", "interventions", "{:d}"),
+    ("mean_abs_lateral_m", "mean abs lateral m", "{:.3f}"),
+    ("p95_abs_lateral_m", "p95 abs lateral m", "{:.3f}"),
+    ("route_completion_pct", "route %", "{:.1f}"),
+    ("distance_km", "km", "{:.2f}"),
+    ("steer_smoothness", "steer smoothness /s", "{:.3f}"),
+)
+assert tuple(c[0] for c in _COLUMNS) == SUMMARY_KEYS  # one table, one metric definition
+
+
+def cpu_model() -> str:
+    """The CPU's model name (Linux /proc/cpuinfo; platform fallback)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def versions() -> dict:
+    """Python, library and ROS versions plus the machine: what a number was measured on."""
+    import gymnasium
+    import torch
+
+    out = {
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "opencv": cv2.__version__,
+        "torch": torch.__version__,
+        "gymnasium": gymnasium.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "platform": platform.platform(),
+        "ros_distro": os.environ.get("ROS_DISTRO"),
+        "rclpy": _dist_version("rclpy"),
+    }
+    return out
+
+
+def _dist_version(name: str) -> str | None:
+    """An installed distribution's version without importing it (rclpy 9.x = Kilted)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def markdown_table(doc: dict) -> str:
+    """One row per policy of an evaluation JSON, with the settings underneath."""
+    head = "| policy | " + " | ".join(c[1] for c in _COLUMNS) + " |"
+    rule = "|" + " --- |" * (len(_COLUMNS) + 1)
+    rows = [head, rule]
+    for name, row in doc["policies"].items():
+        cells = [fmt.format(row[key]) for key, _, fmt in _COLUMNS]
+        rows.append(f"| {name} | " + " | ".join(cells) + " |")
+    s = doc["settings"]
+    seeds = s["seeds"]
+    seed_text = f"{seeds[0]}..{seeds[-1]}" if len(seeds) > 1 else str(seeds[0])
+    rows.append("")
+    rows.append(
+        f"{len(seeds)} held-out seeds ({seed_text}), {s['route_length_m']:g} m routes, "
+        f"{s['width']}x{s['height']} camera; frame drop {s['frame_drop']:g}, "
+        f"image noise {s['image_noise']:g}, brightness {s['brightness']:+g}, "
+        f"control delay {s['control_delay']} steps."
+    )
+    return "\n".join(rows)
+
+
+def write_report(out_dir: Path, doc: dict, runs: Sequence, video=None) -> list[Path]:
+    """Writes results.json, results.md and the plots; returns every file written."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "results.json").write_text(json.dumps(doc, indent=2))
+    (out_dir / "results.md").write_text(markdown_table(doc) + "\n")
+    written = [out_dir / "results.json", out_dir / "results.md"]
+    written += plot_runs(out_dir, runs)
+    if video is not None and video.path.is_file():
+        written.append(video.path)
+    return written
+
+
+def plot_runs(out_dir: Path, runs: Sequence) -> list[Path]:
+    """Steering against the expert, lateral error over distance, lateral error histogram."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    paths = [out_dir / "steering.png", out_dir / "lateral_error.png", out_dir / "lateral_hist.png"]
+    n = len(runs)
+    fig, axes = plt.subplots(n, 1, figsize=(10, 2.6 * n), sharex=True, squeeze=False)
+    for ax, r in zip(axes[:, 0], runs, strict=True):
+        t = r.traces[0]
+        time_s = np.arange(t.steps) * t.dt_s
+        ax.plot(time_s, t.expert_steer, color="0.55", lw=1.0, label="expert (same states)")
+        ax.plot(time_s, t.steer, color="C0", lw=1.0, label=f"{r.name} (executed)")
+        for step in t.intervention_steps:
+            ax.axvline(step * t.dt_s, color="C3", lw=0.8, alpha=0.6)
+        ax.set_ylabel("steer")
+        ax.set_title(f"{r.name}: seed {t.seed} (red lines: interventions)", fontsize=9)
+        ax.legend(loc="upper right", fontsize=8)
+    axes[-1, 0].set_xlabel("time (s)")
+    fig.tight_layout()
+    fig.savefig(paths[0], dpi=100)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(10, 3.5))
+    for i, r in enumerate(runs):
+        t = r.traces[0]
+        ax.plot(t.progress_m, t.lateral_error_m, lw=1.0, color=f"C{i}", label=r.name)
+    ax.axhspan(-1.0, 1.0, color="0.9", zorder=0, label="within 1 m (no intervention)")
+    ax.set_xlabel("distance along route (m)")
+    ax.set_ylabel("lateral error (m, + left)")
+    ax.set_title(f"lateral error over distance, seed {runs[0].traces[0].seed}", fontsize=9)
+    ax.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(paths[1], dpi=100)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    pooled = [np.concatenate([t.lateral_error_m for t in r.traces]) for r in runs]
+    hi = max(1.2, float(max(np.abs(p).max() for p in pooled)))
+    bins = np.linspace(-hi, hi, 61)
+    for i, (r, p) in enumerate(zip(runs, pooled, strict=True)):
+        ax.hist(p, bins=bins, histtype="step", lw=1.5, color=f"C{i}", density=True, label=r.name)
+    ax.set_xlabel("lateral error (m, + left)")
+    ax.set_ylabel("density")
+    ax.set_title(f"lateral error, all {len(runs[0].traces)} episodes", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(paths[2], dpi=100)
+    plt.close(fig)
+    return paths
+
+
+class EpisodeVideo:
+    """MP4 (mp4v) of one episode: upscaled camera, top-down inset, steering gauge.
+
+    `add` has the signature of `vec_eval.FrameHook`; the file is opened on the first frame.
+    Every `stride`-th step is kept (at 20 Hz simulation, stride 2 plays in real time at
+    10 fps and halves the file: about 14 MB for a 1 km episode).
+    """
+
+    GAUGE_H = 56
+
+    def __init__(self, path: Path, label: str, scale: int = 3, stride: int = 2) -> None:
+        self.path = Path(path)
+        self.label = label
+        self.scale = scale
+        self.stride = max(1, int(stride))
+        self.fps = 20.0 / self.stride
+        self.frames = 0
+        self._steps = 0
+        self._writer: cv2.VideoWriter | None = None
+        self._interventions = 0
+
+    def add(
+        self, env, image: np.ndarray, cmd: np.ndarray, info: dict, interventions: int = 0
+    ) -> None:
+        """Appends one frame (the camera image the policy saw, the executed command)."""
+        self._steps += 1
+        if (self._steps - 1) % self.stride:
+            return
+        h, w = image.shape[:2]
+        cam = cv2.resize(image, (w * self.scale, h * self.scale), interpolation=cv2.INTER_NEAREST)
+        ch = cam.shape[0]
+        top = env.unwrapped.topdown()
+        top = cv2.resize(top, (round(top.shape[1] * ch / top.shape[0]), ch))
+        canvas = np.zeros((ch + self.GAUGE_H, cam.shape[1] + top.shape[1], 3), np.uint8)
+        canvas[:ch, : cam.shape[1]] = cam
+        canvas[:ch, cam.shape[1] :] = top
+        self._interventions = interventions
+        self._gauge(canvas[ch:], float(cmd[0]), float(info["expert_action"][0]), info)
+        bgr = cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR)
+        if self._writer is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fourcc = cv2.VideoWriter_fourcc(*"mp4v")
+            size = (bgr.shape[1], bgr.shape[0])
+            self._writer = cv2.VideoWriter(str(self.path), fourcc, self.fps, size)
+            if not self._writer.isOpened():
+                raise RuntimeError(f"cannot open {self.path} for writing (mp4v): check the path")
+        self._writer.write(bgr)
+        self.frames += 1
+
+    def _gauge(self, strip: np.ndarray, steer: float, expert: float, info: dict) -> None:
+        """Bar from the centre to the agent's steer (blue), expert's steer as a white tick."""
+        w = strip.shape[1]
+        cx, y0, y1, half = w // 2, 8, 24, w // 2 - 10
+        cv2.rectangle(strip, (cx - half, y0), (cx + half, y1), (60, 60, 60), -1)
+        x = cx + round(np.clip(steer, -1, 1) * half)
+        cv2.rectangle(strip, (min(cx, x), y0), (max(cx, x), y1), (60, 140, 255), -1)
+        xe = cx + round(np.clip(expert, -1, 1) * half)
+        cv2.line(strip, (xe, y0 - 4), (xe, y1 + 4), (255, 255, 255), 2)
+        cv2.line(strip, (cx, y0), (cx, y1), (180, 180, 180), 1)
+        text = (
+            f"{self.label}  t={float(info.get('sim_time_s', 0.0)):6.1f}s  "
+            f"steer={steer:+.2f} expert={expert:+.2f}  "
+            f"lat={float(info['lateral_error_m']):+.2f}m  "
+            f"{float(info['progress_m']):6.0f}m  interventions={self._interventions}"
+        )
+        cv2.putText(strip, text, (8, 46), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (230, 230, 230), 1)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.release()
+            self._writer = None

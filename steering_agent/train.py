@@ -1,0 +1,428 @@
+"""`steering-agent train`: fit a CNN+LSTM (or the CNN baseline) to recorded expert drives.
+
+Frames are preprocessed once up front into uint8. Each batch row walks one episode
+chunk after chunk (truncated backpropagation through time): the LSTM state is carried,
+detached, from one chunk to the next and zeroed when the row starts a new episode.
+Validation RMSE is measured on held-out episodes (episode-level split) every epoch,
+each run from its first frame with the state carried, as the policy runs it.
+
+Augmentation keeps labels honest: brightness/contrast/noise change no label; a
+horizontal image shift of `dx` pixels (constant over a chunk) looks like the camera
+yawed by `dx * fov / width` and adds `shift_steer_per_px * dx` to the label (a shift
+to the right = the car points left of where it did = steer more to the right, +).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import shlex
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from steering_agent.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from steering_agent.model import ARCHS, ModelConfig, SteeringNet
+from steering_agent.preprocess import PreprocessConfig, normalize, preprocess_frames
+from steering_agent.runtime import resolve_device
+
+
+@dataclass
+class TrainConfig:
+    """Training settings (all recorded in the checkpoint's provenance)."""
+
+    arch: str = "cnn_lstm"
+    epochs: int = 10
+    seq_len: int = 16
+    batch: int = 16
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    val_fraction: float = 0.15
+    seed: int = 0
+    device: str = "cpu"
+    brightness: float = 0.25
+    contrast: float = 0.25
+    noise_std: float = 4.0
+    max_shift_px: int = 4
+    # 90 deg FOV over 200 px: 1 px = 0.00785 rad of yaw; the expert answers a heading
+    # error one-for-one in wheel angle, and full steer is 70 deg (1.222 rad) of wheel.
+    shift_steer_per_px: float = 0.0064
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+
+
+@dataclass
+class PreparedEpisode:
+    name: str
+    frames: np.ndarray  # uint8 [N, 3, h, w], preprocessed
+    steer: np.ndarray  # float32 [N]
+    speed: np.ndarray | None = None  # float32 [N], m/s
+
+
+def prepare(episodes, cfg: PreprocessConfig) -> list[PreparedEpisode]:
+    """Preprocess every frame once (uint8, so the whole set stays small).
+
+    `episodes` may be a generator, so the raw frames of each can be freed once done.
+    """
+    out = []
+    for ep in episodes:
+        if len(ep.steer) < 2:
+            continue
+        out.append(
+            PreparedEpisode(
+                ep.name,
+                preprocess_frames(ep.images, cfg),
+                np.asarray(ep.steer, dtype=np.float32),
+                np.asarray(ep.speed, dtype=np.float32),
+            )
+        )
+    return out
+
+
+def _warmup_cosine(total_steps: int, warmup: float = 0.05):
+    """LR factor per optimizer step; `total_steps` may grow on --resume with more epochs."""
+    n_warm = max(1, int(warmup * total_steps))
+
+    def factor(step: int) -> float:
+        if step < n_warm:
+            return (step + 1) / n_warm
+        frac = min(1.0, (step - n_warm) / max(1, total_steps - n_warm))
+        return 0.02 + 0.98 * 0.5 * (1.0 + math.cos(math.pi * frac))
+
+    return factor
+
+
+def split_episodes(eps: list, val_fraction: float, seed: int) -> tuple[list, list]:
+    """Episode-level split; at least one validation episode when there are two or more."""
+    order = np.random.default_rng(seed).permutation(len(eps))
+    n_val = round(val_fraction * len(eps))
+    if val_fraction > 0 and len(eps) >= 2:
+        n_val = min(max(n_val, 1), len(eps) - 1)
+    val = [eps[i] for i in sorted(order[:n_val])]
+    train = [eps[i] for i in sorted(order[n_val:])]
+    return train, val
+
+
+class ChunkStream:
+    """Batch rows that each walk an episode chunk by chunk; yields (frames, steer, fresh)."""
+
+    def __init__(self, eps: list[PreparedEpisode], batch: int, seq_len: int, rng) -> None:
+        self.eps, self.batch, self.seq_len, self.rng = eps, batch, seq_len, rng
+        usable = [e for e in eps if len(e.steer) >= seq_len]
+        if not usable:
+            raise ValueError(f"no training episode has --seq-len {seq_len} frames; lower it")
+        self.eps = usable
+        self.total_chunks = sum(len(e.steer) // seq_len for e in usable)
+
+    def __len__(self) -> int:
+        return max(1, self.total_chunks // self.batch)
+
+    def __iter__(self):
+        queue = list(self.rng.permutation(len(self.eps)))
+        rows: list[list[int]] = [[-1, 0] for _ in range(self.batch)]  # episode, position
+        t = self.seq_len
+        for _ in range(len(self)):
+            fresh = np.zeros(self.batch, dtype=bool)
+            for i, r in enumerate(rows):
+                if r[0] < 0 or r[1] + t > len(self.eps[r[0]].steer):
+                    if not queue:  # epoch length is fixed; recycle episodes at the end
+                        queue = list(self.rng.permutation(len(self.eps)))
+                    r[0] = int(queue.pop())
+                    r[1] = int(self.rng.integers(0, min(t, len(self.eps[r[0]].steer) - t + 1)))
+                    fresh[i] = True
+            frames = np.stack([self.eps[e].frames[p : p + t] for e, p in rows])
+            steer = np.stack([self.eps[e].steer[p : p + t] for e, p in rows])
+            for r in rows:
+                r[1] += t
+            yield frames, steer, fresh
+
+
+def augment(frames: np.ndarray, steer: np.ndarray, cfg: TrainConfig, rng):
+    """Photometric jitter and label-corrected shifts; returns float input and labels."""
+    b = frames.shape[0]
+    x = normalize(torch.from_numpy(frames))  # [B, T, 3, h, w] in [-1, 1]
+    y = torch.from_numpy(steer.copy())
+    if cfg.contrast or cfg.brightness:
+        c = 1.0 + torch.from_numpy(rng.uniform(-cfg.contrast, cfg.contrast, b)).float()
+        br = torch.from_numpy(rng.uniform(-cfg.brightness, cfg.brightness, b)).float()
+        x.mul_(c.view(b, 1, 1, 1, 1)).add_(br.view(b, 1, 1, 1, 1))
+    if cfg.noise_std:
+        x.add_(torch.randn_like(x), alpha=cfg.noise_std / 127.5)
+    if cfg.max_shift_px:
+        shifts = rng.integers(-cfg.max_shift_px, cfg.max_shift_px + 1, b)
+        for i, dx in enumerate(shifts):
+            if dx:
+                x[i] = _shift(x[i], int(dx))
+                y[i] += cfg.shift_steer_per_px * float(dx)
+    return x.clamp_(-1.5, 1.5), y.clamp_(-1.0, 1.0)
+
+
+def _shift(x: torch.Tensor, dx: int) -> torch.Tensor:
+    """Shift [..., W] right by dx (left if < 0), repeating the edge column."""
+    out = torch.roll(x, dx, dims=-1)
+    if dx > 0:
+        out[..., :dx] = x[..., :1]
+    else:
+        out[..., dx:] = x[..., -1:]
+    return out
+
+
+@torch.inference_mode()
+def evaluate_rmse(model: SteeringNet, eps: list[PreparedEpisode], chunk: int = 256) -> float:
+    """Steering RMSE over whole episodes, state carried from each episode's first frame."""
+    model.eval()
+    device = next(model.parameters()).device
+    se, n = 0.0, 0
+    for ep in eps:
+        state = None
+        for s in range(0, len(ep.steer), chunk):
+            x = normalize(torch.from_numpy(ep.frames[s : s + chunk]).to(device))[None]
+            pred, state = model(x, state)
+            y = torch.from_numpy(ep.steer[s : s + chunk]).to(device)
+            se += float(((pred[0] - y) ** 2).sum())
+            n += x.shape[1]
+    return math.sqrt(se / max(n, 1))
+
+
+def _reset_rows(state, fresh: np.ndarray):
+    """Detach the carried state (truncated BPTT) and zero it for rows starting an episode."""
+    if state is None:
+        return None
+    keep = torch.from_numpy(~fresh).float().view(1, -1, 1).to(state[0].device)
+    return tuple(s.detach() * keep for s in state)
+
+
+def train_epoch(model, opt, sched, stream: ChunkStream, cfg: TrainConfig, rng, bar=None) -> float:
+    model.train()
+    state, total, n = None, 0.0, 0
+    for frames, steer, fresh in stream:
+        x, y = augment(frames, steer, cfg, rng)
+        x, y = x.to(cfg.device, non_blocking=True), y.to(cfg.device, non_blocking=True)
+        state = _reset_rows(state, fresh)
+        pred, state = model(x, state)
+        loss = nn.functional.mse_loss(pred, y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        total, n = total + loss.item(), n + 1
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{total / n:.4f}")
+    return total / max(n, 1)
+
+
+def train(
+    episodes: list,
+    cfg: TrainConfig,
+    out: str | os.PathLike,
+    logdir: str | os.PathLike | None = None,
+    resume: bool = False,
+    provenance: dict[str, Any] | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train on `episodes` (Episode-likes, list or generator); save the best-val model to `out`.
+
+    A resumable file with optimizer state is kept beside it as `<out>.last.pt`.
+
+    Returns:
+        dict(history=[{epoch, train_loss, val_rmse}], best_val_rmse, out, seconds).
+    """
+    from torch.utils.tensorboard import SummaryWriter
+    from tqdm import tqdm
+
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1))
+    t_start = time.monotonic()
+    prepared = prepare(episodes, cfg.preprocess)
+    if not prepared:
+        raise ValueError("no training data: every episode has fewer than 2 frames")
+    train_eps, val_eps = split_episodes(prepared, cfg.val_fraction, cfg.seed)
+    stream = ChunkStream(train_eps, cfg.batch, cfg.seq_len, rng)
+    model_cfg = ModelConfig(arch=cfg.arch, height=cfg.preprocess.height, width=cfg.preprocess.width)
+    model = SteeringNet(model_cfg).to(cfg.device)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _warmup_cosine(cfg.epochs * len(stream)))
+    out = Path(out)
+    last_path = out.with_name(out.stem + ".last.pt")
+    history, best, start_epoch = [], math.inf, 0
+    if resume:
+        start_epoch, best, history = _resume(last_path, model, opt, sched)
+    writer = SummaryWriter(str(logdir)) if logdir else None
+    speeds = np.concatenate([e.speed for e in prepared])
+    prov = {
+        "train_episodes": [e.name for e in train_eps],
+        "val_episodes": [e.name for e in val_eps],
+        "train_frames": int(sum(len(e.steer) for e in train_eps)),
+        "val_frames": int(sum(len(e.steer) for e in val_eps)),
+        "target_speed_mps": _median_speed(speeds),
+        "train_config": {k: v for k, v in asdict(cfg).items() if k != "preprocess"},
+        **(provenance or {}),
+    }
+    for epoch in range(start_epoch, cfg.epochs):
+        bar = tqdm(
+            total=len(stream),
+            desc=f"epoch {epoch + 1}/{cfg.epochs}",
+            disable=not progress,
+            leave=False,
+        )
+        loss = train_epoch(model, opt, sched, stream, cfg, rng, bar)
+        bar.close()
+        val = evaluate_rmse(model, val_eps) if val_eps else math.sqrt(loss)
+        history.append({"epoch": epoch + 1, "train_loss": loss, "val_rmse": val})
+        print(f"epoch {epoch + 1}: train mse {loss:.5f}  val rmse {val:.4f}", file=sys.stderr)
+        if writer is not None:
+            writer.add_scalar("train/mse", loss, epoch + 1)
+            writer.add_scalar("val/rmse", val, epoch + 1)
+            writer.add_scalar("train/lr", sched.get_last_lr()[0], epoch + 1)
+        seconds = time.monotonic() - t_start
+        metrics = {
+            "best_val_rmse": min(best, val),
+            "history": history,
+            "train_seconds": round(seconds, 1),
+        }
+        if val < best:
+            best = val
+            save_checkpoint(out, model, model_cfg, cfg.preprocess, {**prov, **metrics})
+        training_state = {
+            "epoch": epoch + 1,
+            "best": best,
+            "history": history,
+            "optimizer": opt.state_dict(),
+            "scheduler": sched.state_dict(),
+        }
+        save_checkpoint(
+            last_path,
+            model,
+            model_cfg,
+            cfg.preprocess,
+            {**prov, **metrics},
+            training_state=training_state,
+        )
+    if writer is not None:
+        writer.close()
+    return {
+        "history": history,
+        "best_val_rmse": best,
+        "out": str(out),
+        "seconds": time.monotonic() - t_start,
+    }
+
+
+def _resume(last_path: Path, model, opt, sched) -> tuple[int, float, list]:
+    try:
+        ckpt = load_checkpoint(last_path)
+    except CheckpointError as e:
+        raise CheckpointError(f"--resume: {e}") from None
+    ts = ckpt.training_state
+    if not ts:
+        raise CheckpointError(f"--resume: {last_path} holds no optimizer state")
+    model.load_state_dict(ckpt.state_dict)
+    opt.load_state_dict(ts["optimizer"])
+    sched.load_state_dict(ts["scheduler"])
+    return int(ts["epoch"]), float(ts["best"]), list(ts["history"])
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    d = TrainConfig()
+    p = PreprocessConfig()
+    parser.add_argument("--data", required=True, help="folder of recorded bags")
+    parser.add_argument("--arch", choices=ARCHS, default=d.arch)
+    parser.add_argument("--out", required=True, help="checkpoint to write (best validation)")
+    parser.add_argument("--epochs", type=int, default=d.epochs)
+    parser.add_argument("--seq-len", type=int, default=d.seq_len, help="frames per TBPTT chunk")
+    parser.add_argument("--batch", type=int, default=d.batch, help="sequences per batch")
+    parser.add_argument("--lr", type=float, default=d.lr, help="peak learning rate (one-cycle)")
+    parser.add_argument("--val-fraction", type=float, default=d.val_fraction)
+    parser.add_argument("--seed", type=int, default=d.seed)
+    parser.add_argument("--resume", action="store_true", help="continue from <out>.last.pt")
+    parser.add_argument("--logdir", default=None, help="TensorBoard folder (default: none)")
+    parser.add_argument("--max-shift-px", type=int, default=d.max_shift_px)
+    parser.add_argument("--shift-steer-per-px", type=float, default=d.shift_steer_per_px)
+    parser.add_argument("--crop-top", type=float, default=p.crop_top)
+    parser.add_argument("--crop-bottom", type=float, default=p.crop_bottom)
+    parser.add_argument("--color", choices=("yuv", "rgb"), default=p.color)
+    parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda")
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def _median_speed(speeds: np.ndarray) -> float | None:
+    """The data's typical speed (the policy's default target); NaN = not yet reported."""
+    finite = speeds[np.isfinite(speeds)]
+    return float(np.median(finite)) if finite.size else None
+
+
+def _drain(episodes: list):
+    """Yield and forget each episode, so its raw frames are freed once preprocessed."""
+    while episodes:
+        yield episodes.pop(0)
+
+
+def _command(args: argparse.Namespace) -> str:
+    parts = ["steering-agent", "train"]
+    for k, v in vars(args).items():
+        if k.startswith("_") or v is None or v is False:
+            continue
+        flag = "--" + k.replace("_", "-")
+        parts += [flag] if v is True else [flag, str(v)]
+    return shlex.join(parts)
+
+
+def run(args: argparse.Namespace) -> int:
+    """`steering-agent train`: load the bags, train, print the best validation RMSE."""
+    from steering_agent.dataset import load_episodes
+
+    try:
+        return _run(args, load_episodes(args.data))
+    except (OSError, ValueError) as e:  # CheckpointError included (--resume)
+        print(f"steering-agent train: {e}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace, report) -> int:
+    for problem in report.problems:
+        print(f"warning: {problem}", file=sys.stderr)
+    if not report.episodes:
+        print(
+            f"error: no usable episodes in --data {args.data}; record some with "
+            "`steering-agent record --out DIR`",
+            file=sys.stderr,
+        )
+        return 2
+    pre = PreprocessConfig(crop_top=args.crop_top, crop_bottom=args.crop_bottom, color=args.color)
+    cfg = TrainConfig(
+        arch=args.arch,
+        epochs=args.epochs,
+        seq_len=args.seq_len,
+        batch=args.batch,
+        lr=args.lr,
+        val_fraction=args.val_fraction,
+        seed=args.seed,
+        max_shift_px=args.max_shift_px,
+        shift_steer_per_px=args.shift_steer_per_px,
+        preprocess=pre,
+        device=str(resolve_device(args.device)),
+    )
+    prov = {"data": str(args.data), "command": _command(args)}
+    result = train(
+        _drain(report.episodes),
+        cfg,
+        args.out,
+        args.logdir,
+        args.resume,
+        prov,
+        progress=not args.no_progress,
+    )
+    print(
+        f"best val rmse {result['best_val_rmse']:.4f} -> {result['out']} "
+        f"({result['seconds']:.0f} s)"
+    )
+    return 0

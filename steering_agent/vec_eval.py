@@ -1,0 +1,324 @@
+"""Vectorised closed-loop evaluation: K environments stepped together with one batched policy.
+
+A plain list of `SteeringAgent/Drive-v0` envs in one process (no autoreset: each slot
+takes the next seed itself when its episode ends). Each step the running slots' camera
+frames go to the policy as one batch, with per-slot recurrent state, so a CNN+LSTM runs
+at batch K instead of K times at batch 1.
+
+Interventions follow `steering_agent.metrics`: beyond 1.0 m from the centre or off the
+road the car is put back on the centre line (`env.unwrapped.recenter()`) and the episode
+goes on until the route is complete. Robustness perturbations (`Perturbations`) draw from
+a generator seeded by the road seed alone, so a seed gives the same perturbations to
+every policy and whatever the number of environments.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from steering_agent import metrics
+
+ENV_ID = "SteeringAgent/Drive-v0"
+_PERTURB_STREAM = 0x5EED  # second word of the perturbation RNG seed: apart from the road's
+
+
+@dataclass(frozen=True)
+class Perturbations:
+    """Robustness settings applied between the simulator and the policy.
+
+    Attributes:
+        frame_drop: probability that the policy does not see a frame (previous command
+            repeated, the recurrent policy gets no step).
+        image_noise: standard deviation of Gaussian pixel noise (0..255 scale).
+        brightness: value added to every pixel (0..255 scale, clipped).
+        control_delay: commands reach the car this many steps late (FIFO).
+    """
+
+    frame_drop: float = 0.0
+    image_noise: float = 0.0
+    brightness: float = 0.0
+    control_delay: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.frame_drop < 1.0:
+            raise ValueError(f"--frame-drop must be in [0, 1), got {self.frame_drop}")
+        if self.image_noise < 0:
+            raise ValueError(f"--image-noise must be >= 0, got {self.image_noise}")
+        if self.control_delay < 0:
+            raise ValueError(f"--control-delay must be >= 0 steps, got {self.control_delay}")
+
+    @property
+    def touches_image(self) -> bool:
+        return self.image_noise > 0 or self.brightness != 0
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """What every episode of an evaluation shares."""
+
+    route_length_m: float = 1000.0
+    width: int = 200
+    height: int = 66
+    num_envs: int = 8
+    perturb: Perturbations = Perturbations()
+    max_episode_s: float | None = None  # default: the route at an average 2 m/s
+    stuck_s: float = 30.0  # end an episode that gains under 1 m in this long
+
+    def time_limit_s(self) -> float:
+        return self.max_episode_s or max(self.route_length_m / 2.0, 60.0)
+
+
+class BatchPolicy(Protocol):
+    """What `run_episodes` drives: one command per slot, state kept per slot."""
+
+    name: str
+
+    def reset(self, indices: Sequence[int] | None = None) -> None: ...
+
+    def act(
+        self,
+        images: np.ndarray,
+        stamps: np.ndarray,
+        speeds: np.ndarray,
+        expert: np.ndarray,
+        active: np.ndarray,
+    ) -> np.ndarray: ...
+
+
+class ExpertPolicy:
+    """The simulator's expert driver (`info["expert_action"]`): the reference row."""
+
+    name = "expert"
+
+    def reset(self, indices: Sequence[int] | None = None) -> None:
+        pass
+
+    def act(self, images, stamps, speeds, expert, active) -> np.ndarray:
+        return expert
+
+
+class CheckpointPolicy:
+    """A trained checkpoint run through `BatchedSteeringPolicy` (the shared runtime)."""
+
+    def __init__(self, path: str | Path, batch_size: int, device: str = "auto") -> None:
+        from steering_agent.runtime import BatchedSteeringPolicy
+
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"policy checkpoint {path} does not exist: pass a .pt file written by "
+                "`steering-agent train` or `--policy expert`"
+            )
+        self.name = path.stem
+        self.path = path
+        self._policy = BatchedSteeringPolicy.load(path, batch_size=batch_size, device=device)
+
+    def reset(self, indices: Sequence[int] | None = None) -> None:
+        self._policy.reset(indices)
+
+    def act(self, images, stamps, speeds, expert, active) -> np.ndarray:
+        return self._policy.step(images, stamps, speeds, active=active)
+
+
+def make_policy(spec: str, batch_size: int, device: str = "auto") -> BatchPolicy:
+    """``"expert"`` or a checkpoint path -> a batch policy."""
+    if spec == "expert":
+        return ExpertPolicy()
+    return CheckpointPolicy(spec, batch_size=batch_size, device=device)
+
+
+def make_env(cfg: EvalConfig, render_mode: str | None = None):
+    """One `SteeringAgent/Drive-v0` with the evaluation's camera and route."""
+    import gymnasium
+
+    import sim  # noqa: F401  (registers the env ids)
+
+    return gymnasium.make(
+        ENV_ID,
+        width=cfg.width,
+        height=cfg.height,
+        route_length_m=cfg.route_length_m,
+        render_mode=render_mode,
+    )
+
+
+def perturbation_rng(seed: int) -> np.random.Generator:
+    """The perturbation stream of a road seed (same for every policy and slot count)."""
+    return np.random.default_rng([int(seed), _PERTURB_STREAM])
+
+
+def perturb_image(
+    image: np.ndarray, p: Perturbations, rng: np.random.Generator, out: np.ndarray
+) -> None:
+    """Noise and brightness into `out` (uint8, same shape), clipped to 0..255."""
+    work = image.astype(np.float32)
+    if p.image_noise > 0:
+        work += rng.standard_normal(image.shape, dtype=np.float32) * np.float32(p.image_noise)
+    if p.brightness:
+        work += np.float32(p.brightness)
+    np.clip(work, 0.0, 255.0, out=work)
+    np.rint(work, out=work)
+    out[...] = work
+
+
+# A hook sees each step of the first seed's episode (for the video): env, the frame the
+# policy saw, the executed command, the info after the step (after any rescue) and the
+# interventions so far.
+FrameHook = Callable[[object, np.ndarray, np.ndarray, dict, int], None]
+
+
+class _Slot:
+    """One environment and the episode it is driving."""
+
+    def __init__(self, env, cfg: EvalConfig) -> None:
+        self.env = env
+        self.cfg = cfg
+        self.seed: int | None = None
+        self.index = -1  # position of the seed in the evaluation's seed list
+        self.trace: metrics.EpisodeTrace | None = None
+        self.obs: dict | None = None
+        self.info: dict | None = None
+        self.rng: np.random.Generator | None = None
+        self.last_cmd = np.zeros(3, np.float32)
+        self.fifo: deque[np.ndarray] = deque()
+        self.best_progress = 0.0
+        self.best_progress_t = 0.0
+
+    @property
+    def running(self) -> bool:
+        return self.trace is not None
+
+    def start(self, index: int, seed: int) -> None:
+        self.index, self.seed = index, int(seed)
+        self.obs, self.info = self.env.reset(seed=self.seed)
+        dt = float(self.env.unwrapped.dt)
+        self.trace = metrics.EpisodeTrace(self.seed, self.cfg.route_length_m, dt)
+        self.rng = perturbation_rng(self.seed)
+        self.last_cmd = np.zeros(3, np.float32)
+        # Until the first delayed command arrives the car gets neutral commands.
+        self.fifo = deque(np.zeros(3, np.float32) for _ in range(self.cfg.perturb.control_delay))
+        self.best_progress, self.best_progress_t = float(self.info["progress_m"]), 0.0
+
+    def step(self, cmd: np.ndarray) -> bool:
+        """Executes one (possibly delayed) command; True when the episode is over."""
+        self.last_cmd = cmd
+        if self.cfg.perturb.control_delay:
+            self.fifo.append(cmd)
+            cmd = self.fifo.popleft()
+        self.obs, _, terminated, truncated, info = self.env.step(cmd)
+        self.info = info
+        trace = self.trace
+        progress = float(info["progress_m"])
+        trace.add(info["lateral_error_m"], cmd[0], info["expert_action"][0], progress)
+        off_road = bool(info.get("off_road", False))
+        if metrics.needs_intervention(info["lateral_error_m"], off_road):
+            trace.mark_intervention()
+            self._recenter()
+        elif terminated and float(info["route_completion"]) < 1.0:
+            # The env ended the episode for a reason the metric does not know: rescue too.
+            trace.mark_intervention()
+            self._recenter()
+        if float(info["route_completion"]) >= 1.0 or truncated:
+            return True
+        if progress > self.best_progress + 1.0:
+            self.best_progress, self.best_progress_t = progress, trace.elapsed_s
+        stuck = trace.elapsed_s - self.best_progress_t > self.cfg.stuck_s
+        return stuck or trace.elapsed_s >= self.cfg.time_limit_s()
+
+    def _recenter(self) -> None:
+        # recenter() returns (observation, info) as after a step: the next frame the policy
+        # sees shows the rescued car.
+        self.obs, self.info = self.env.unwrapped.recenter()
+
+    def finish(self) -> metrics.EpisodeTrace:
+        trace, self.trace = self.trace, None
+        return trace
+
+
+def run_episodes(
+    policy: BatchPolicy,
+    seeds: Sequence[int],
+    cfg: EvalConfig,
+    envs: Sequence | None = None,
+    frame_hook: FrameHook | None = None,
+    on_progress: Callable[[float], None] | None = None,
+) -> list[metrics.EpisodeTrace]:
+    """Drives `policy` over every seed (one episode each); traces in the order of `seeds`.
+
+    Args:
+        policy: a `BatchPolicy` built for at least `cfg.num_envs` slots.
+        seeds: road seeds (held-out evaluation seeds; the caller checks).
+        cfg: route, camera, slot count and perturbations.
+        envs: environments to reuse (created from `cfg` when None; then closed here).
+        frame_hook: called after each step of the episode of `seeds[0]`.
+        on_progress: called with the metres driven in each batch step (progress bars).
+    """
+    own_envs = envs is None
+    k = max(1, min(cfg.num_envs, len(seeds)))
+    envs = [make_env(cfg) for _ in range(k)] if own_envs else list(envs)[:k]
+    try:
+        return _drive(policy, seeds, cfg, envs, frame_hook, on_progress)
+    finally:
+        if own_envs:
+            for env in envs:
+                env.close()
+
+
+def _drive(policy, seeds, cfg, envs, frame_hook, on_progress) -> list[metrics.EpisodeTrace]:
+    k, p = len(envs), cfg.perturb
+    slots = [_Slot(env, cfg) for env in envs]
+    images = np.zeros((k, cfg.height, cfg.width, 3), np.uint8)
+    stamps = np.zeros(k, np.float64)
+    speeds = np.zeros(k, np.float32)
+    expert = np.zeros((k, 3), np.float32)
+    traces: list[metrics.EpisodeTrace | None] = [None] * len(seeds)
+    pending = iter(enumerate(seeds))
+
+    def refill(i: int) -> None:
+        nxt = next(pending, None)
+        if nxt is not None:
+            slots[i].start(*nxt)
+            policy.reset([i])
+
+    policy.reset(None)
+    for i in range(k):
+        refill(i)
+    while any(s.running for s in slots):
+        active = np.zeros(k, bool)
+        for i, s in enumerate(slots):
+            if not s.running:
+                continue
+            if p.touches_image:
+                perturb_image(s.obs["image"], p, s.rng, images[i])
+            else:
+                images[i] = s.obs["image"]
+            stamps[i] = float(s.info["sim_time_s"])
+            speeds[i] = float(s.info["speed_mps"])
+            expert[i] = s.info["expert_action"]
+            active[i] = not (p.frame_drop and s.rng.random() < p.frame_drop)
+        cmds = policy.act(images, stamps, speeds, expert, active) if active.any() else None
+        moved = 0.0
+        for i, s in enumerate(slots):
+            if not s.running:
+                continue
+            cmd = np.asarray(cmds[i], np.float32).copy() if active[i] else s.last_cmd
+            before = s.trace.progress_m[-1] if s.trace.steps else 0.0
+            done = s.step(cmd)
+            moved += s.trace.progress_m[-1] - before
+            if frame_hook is not None and s.index == 0:
+                frame_hook(s.env, images[i], cmd, s.info, len(s.trace.intervention_steps))
+            if done:
+                traces[s.index] = s.finish()
+                refill(i)
+        if on_progress is not None:
+            on_progress(moved)
+    return traces

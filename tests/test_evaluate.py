@@ -1,0 +1,174 @@
+"""Closed-loop evaluation: the CLI's JSON, shared seeds, interventions, robustness options."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from sim.seeds import eval_seeds
+from steering_agent import metrics
+from steering_agent.checkpoint import save_checkpoint
+from steering_agent.cli import main
+from steering_agent.model import ModelConfig, SteeringNet
+from steering_agent.preprocess import PreprocessConfig
+from steering_agent.vec_eval import (
+    EvalConfig,
+    ExpertPolicy,
+    Perturbations,
+    make_policy,
+    run_episodes,
+)
+
+ROUTE_M = 20.0  # about 40 steps at the expert's 10 m/s
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoints(tmp_path_factory):
+    """Untrained CNN+LSTM and CNN checkpoints: the evaluation's plumbing, not quality."""
+    folder = tmp_path_factory.mktemp("ckpt")
+    paths = {}
+    for i, arch in enumerate(("cnn_lstm", "cnn")):
+        torch.manual_seed(i)
+        cfg = ModelConfig(arch=arch, feature_dim=16, hidden_dim=8)
+        prov = {"note": "random weights for tests", "torch_version": str(torch.__version__)}
+        paths[arch] = save_checkpoint(
+            folder / f"{arch}.pt", SteeringNet(cfg), cfg, PreprocessConfig(), prov
+        )
+    return paths
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread (as `eval` uses): much faster than two on a busy 2-core machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+class ConstantSteer:
+    """A stand-in policy that always steers hard left: it must need rescuing."""
+
+    name = "constant"
+
+    def reset(self, indices=None) -> None:
+        pass
+
+    def act(self, images, stamps, speeds, expert, active):
+        out = expert.copy()
+        out[:, 0] = -1.0
+        return out
+
+
+def _steer(traces):
+    return [np.asarray(t.steer) for t in traces]
+
+
+def test_eval_cli_expert_and_checkpoints_share_seeds(tmp_path, tiny_checkpoints):
+    out = tmp_path / "eval.json"
+    rc = main(
+        [
+            "eval",
+            "--policy", "expert",
+            "--policy", str(tiny_checkpoints["cnn_lstm"]),
+            "--policy", str(tiny_checkpoints["cnn"]),
+            "--episodes", "2",
+            "--seed", "3",
+            "--route-length-m", str(ROUTE_M),
+            "--num-envs", "2",
+            "--threads", "1",
+            "--json", str(out),
+            "--quiet",
+        ]
+    )  # fmt: skip
+    assert rc == 0
+    doc = json.loads(out.read_text())
+    assert doc["settings"]["seeds"] == eval_seeds(2, start=3)
+    assert list(doc["policies"]) == ["expert", "cnn_lstm", "cnn"]
+    for row in doc["policies"].values():
+        assert set(metrics.SUMMARY_KEYS) <= set(row)
+        assert [e["seed"] for e in row["episodes"]] == doc["settings"]["seeds"]
+    expert = doc["policies"]["expert"]
+    assert expert["interventions"] == 0
+    assert expert["autonomy_pct"] == pytest.approx(100.0)
+    assert expert["route_completion_pct"] == pytest.approx(100.0)
+    assert expert["distance_km"] == pytest.approx(2 * ROUTE_M / 1000, rel=0.05)
+    assert doc["versions"]["torch"] and doc["throughput"]["sim_km_per_hour"] > 0
+
+
+def test_training_seeds_are_refused(capsys):
+    rc = main(["eval", "--policy", "expert", "--seeds", "5", "1000001", "--quiet"])
+    assert rc == 2
+    assert "training seeds" in capsys.readouterr().err
+
+
+def test_missing_checkpoint_names_the_path(tmp_path, capsys):
+    missing = tmp_path / "nope.pt"
+    rc = main(["eval", "--policy", str(missing), "--episodes", "1", "--route-length-m", "20"])
+    assert rc == 2
+    assert str(missing) in capsys.readouterr().err
+
+
+def test_bad_policy_is_rescued_and_the_route_completed():
+    cfg = EvalConfig(route_length_m=40.0, num_envs=1)
+    (trace,) = run_episodes(ConstantSteer(), eval_seeds(1), cfg)
+    m = metrics.summarize_episode(trace)
+    assert m.interventions >= 2  # rescued, then drove on
+    assert m.route_completion_pct == pytest.approx(100.0)
+    assert m.autonomy_pct < 100.0
+    # Every recorded excursion beyond 1 m is one intervention, and only those.
+    beyond = np.flatnonzero(np.abs(trace.lateral_error_m) > metrics.INTERVENTION_THRESHOLD_M)
+    assert set(beyond) <= set(trace.intervention_steps)
+
+
+def test_perturbations_are_deterministic_and_change_behaviour():
+    seeds = eval_seeds(2)
+    plain = EvalConfig(route_length_m=ROUTE_M, num_envs=2)
+    shaky = EvalConfig(
+        route_length_m=ROUTE_M, num_envs=2, perturb=Perturbations(frame_drop=0.5, control_delay=3)
+    )
+    base = _steer(run_episodes(ExpertPolicy(), seeds, plain))
+    a = _steer(run_episodes(ExpertPolicy(), seeds, shaky))
+    b = _steer(run_episodes(ExpertPolicy(), seeds, shaky))
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_array_equal(x, y)  # same seed -> same result
+    assert any(len(x) != len(y) or not np.array_equal(x, y) for x, y in zip(a, base, strict=True))
+    # The first three executed commands are the neutral ones waiting in the delay FIFO.
+    assert all(np.all(x[:3] == 0.0) for x in a)
+
+
+def test_perturbations_do_not_depend_on_the_number_of_envs():
+    seeds = eval_seeds(3)
+    p = Perturbations(frame_drop=0.3, control_delay=1)
+    one = run_episodes(ExpertPolicy(), seeds, EvalConfig(ROUTE_M, num_envs=1, perturb=p))
+    three = run_episodes(ExpertPolicy(), seeds, EvalConfig(ROUTE_M, num_envs=3, perturb=p))
+    assert [t.seed for t in one] == [t.seed for t in three] == seeds
+    for x, y in zip(_steer(one), _steer(three), strict=True):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_image_noise_and_brightness_reach_a_checkpoint_policy(tiny_checkpoints, one_thread):
+    seeds = eval_seeds(1)
+    path = str(tiny_checkpoints["cnn_lstm"])
+
+    def drive(**kw):
+        cfg = EvalConfig(ROUTE_M, num_envs=1, perturb=Perturbations(**kw))
+        return _steer(run_episodes(make_policy(path, 1, "cpu"), seeds, cfg))[0]
+
+    clean = drive()
+    noisy = drive(image_noise=20.0, brightness=40.0)
+    np.testing.assert_array_equal(noisy, drive(image_noise=20.0, brightness=40.0))
+    assert not np.array_equal(clean[: len(noisy)], noisy[: len(clean)])
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"),
+    [("--frame-drop", "1.5"), ("--image-noise", "-1"), ("--num-envs", "0"), ("--threads", "0")],
+)
+def test_bad_settings_are_refused(flag, value, capsys):
+    rc = main(["eval", "--policy", "expert", "--episodes", "1", flag, value, "--quiet"])
+    assert rc == 2
+    assert flag in capsys.readouterr().err

@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from steering_agent.preprocess import PreprocessConfig, normalize, preprocess_frames
+
+
+def _frames(n=3, h=66, w=200, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (n, h, w, 3), dtype=np.uint8)
+
+
+def test_native_size_rgb_is_a_pure_layout_change():
+    imgs = _frames()
+    out = preprocess_frames(imgs, PreprocessConfig(color="rgb"))
+    assert out.dtype == np.uint8 and out.shape == (3, 3, 66, 200)
+    np.testing.assert_array_equal(out, imgs.transpose(0, 3, 1, 2))
+
+
+def test_yuv_matches_opencv():
+    imgs = _frames(1)
+    out = preprocess_frames(imgs[0], PreprocessConfig(color="yuv"))
+    expected = cv2.cvtColor(imgs[0], cv2.COLOR_RGB2YUV).transpose(2, 0, 1)
+    np.testing.assert_array_equal(out[0], expected)
+
+
+def test_crop_and_resize_use_the_configured_rows():
+    img = np.zeros((100, 400, 3), np.uint8)
+    img[:20] = 255  # "sky": cropped away
+    img[90:] = 128  # "bonnet": cropped away
+    cfg = PreprocessConfig(crop_top=0.2, crop_bottom=0.1, color="rgb")
+    assert cfg.crop_rows(100) == (20, 90)
+    out = preprocess_frames(img, cfg)
+    assert out.shape == (1, 3, 66, 200)
+    assert out.max() == 0
+
+
+def test_out_buffer_is_filled_in_place():
+    imgs = _frames(2)
+    buf = np.empty((2, 3, 66, 200), np.uint8)
+    assert preprocess_frames(imgs, PreprocessConfig(), out=buf) is buf
+    with pytest.raises(ValueError, match="out must be"):
+        preprocess_frames(imgs, PreprocessConfig(), out=np.empty((1, 3, 66, 200), np.uint8))
+
+
+@pytest.mark.parametrize("bad", [np.zeros((66, 200, 3), np.float32), np.zeros((66, 200), np.uint8)])
+def test_bad_images_are_rejected_with_the_fix(bad):
+    with pytest.raises(ValueError, match="uint8 RGB"):
+        preprocess_frames(bad, PreprocessConfig())
+
+
+@pytest.mark.parametrize(
+    "kw", [{"crop_top": 0.6, "crop_bottom": 0.5}, {"color": "hsv"}, {"height": 0}]
+)
+def test_config_validation(kw):
+    with pytest.raises(ValueError, match="PreprocessConfig"):
+        PreprocessConfig(**kw)
+
+
+def test_config_round_trips_through_a_dict():
+    cfg = PreprocessConfig(crop_top=0.1, color="rgb")
+    assert PreprocessConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_normalize_range_and_out():
+    u8 = np.array([[0, 255, 128]], np.uint8)
+    x = normalize(u8)
+    assert x.dtype == torch.float32
+    np.testing.assert_allclose(x.numpy(), [[-1.0, 1.0, 128 / 127.5 - 1]], atol=1e-6)
+    out = torch.empty(1, 3)
+    assert normalize(torch.from_numpy(u8), out=out) is out
+    torch.testing.assert_close(out, x)

@@ -1,0 +1,67 @@
+"""Report files: the Markdown table, the PNG plots and the MP4 of one episode."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from sim.seeds import eval_seeds
+from steering_agent import report
+from steering_agent.evaluate import PolicyRun, results_json
+from steering_agent.metrics import aggregate
+from steering_agent.vec_eval import EvalConfig, ExpertPolicy, run_episodes
+
+
+@pytest.fixture(scope="module")
+def expert_run(tmp_path_factory):
+    """Two short expert episodes, the first filmed."""
+    cfg = EvalConfig(route_length_m=15.0, num_envs=2)
+    video = report.EpisodeVideo(tmp_path_factory.mktemp("video") / "ep.mp4", "expert")
+    traces = run_episodes(ExpertPolicy(), eval_seeds(2), cfg, frame_hook=video.add)
+    video.close()
+    run = PolicyRun("expert", "expert", traces, wall_s=1.0, summary=aggregate(traces))
+    return run, cfg, video
+
+
+def test_markdown_table_has_one_row_per_policy(expert_run):
+    run, cfg, _ = expert_run
+    other = PolicyRun("cnn", "cnn.pt", run.traces, 1.0, summary=dict(run.summary))
+    doc = results_json([run, other], eval_seeds(2), cfg)
+    lines = report.markdown_table(doc).splitlines()
+    assert lines[0].startswith("| policy | autonomy % |")
+    assert lines[2].startswith("| expert | 100.0 | 0 |")
+    assert lines[3].startswith("| cnn |")
+    assert "2 held-out seeds (1000000..1000001)" in lines[-1]
+
+
+def test_write_report_creates_nonempty_files(tmp_path, expert_run):
+    run, cfg, video = expert_run
+    doc = results_json([run], eval_seeds(2), cfg)
+    paths = report.write_report(tmp_path, doc, [run], video=video)
+    names = {p.name for p in paths}
+    assert {"results.json", "results.md", "steering.png", "lateral_error.png"} <= names
+    assert "lateral_hist.png" in names and video.path in paths
+    for p in paths:
+        assert p.stat().st_size > 0, p
+    png = cv2.imread(str(tmp_path / "steering.png"))
+    assert png is not None and png.shape[0] > 100
+
+
+def test_video_has_one_frame_per_step_and_the_composed_layout(expert_run):
+    run, _, video = expert_run
+    cap = cv2.VideoCapture(str(video.path))
+    frames = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+    ok, frame = cap.read()
+    cap.release()
+    assert ok and frames == video.frames == (run.traces[0].steps + 1) // video.stride
+    # camera 200x66 upscaled 3x, the top-down inset beside it, the gauge strip below
+    assert frame.shape[0] == 66 * 3 + report.EpisodeVideo.GAUGE_H
+    assert frame.shape[1] > 200 * 3
+    assert np.any(frame[66 * 3 :] > 0)  # the gauge strip is drawn
+
+
+def test_versions_record_machine_and_libraries():
+    v = report.versions()
+    for key in ("python", "numpy", "opencv", "torch", "cpu", "cores"):
+        assert v[key], key

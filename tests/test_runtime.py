@@ -1,0 +1,147 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from steering_agent.checkpoint import save_checkpoint
+from steering_agent.model import ModelConfig, SteeringNet
+from steering_agent.preprocess import PreprocessConfig, normalize, preprocess_frames
+from steering_agent.runtime import (
+    BatchedSteeringPolicy,
+    Control,
+    SpeedController,
+    SteeringPolicy,
+    benchmark_latency,
+)
+
+PRE = PreprocessConfig()
+
+
+def _model(arch="cnn_lstm", seed=0):
+    torch.manual_seed(seed)
+    return SteeringNet(ModelConfig(arch=arch)).eval()
+
+
+def _images(n, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (n, 66, 200, 3), dtype=np.uint8)
+
+
+def _steps(policy, images, t0=0.0, dt=0.05):
+    return np.array([policy.step(im, t0 + i * dt, 8.0).steer for i, im in enumerate(images)])
+
+
+@torch.inference_mode()
+def _forward(model, images):
+    x = normalize(preprocess_frames(images, PRE))[None]
+    return model(x, None)[0][0].numpy()
+
+
+@pytest.mark.parametrize("arch", ["cnn_lstm", "cnn"])
+def test_stepping_equals_one_forward(arch):
+    model, images = _model(arch), _images(12)
+    policy = SteeringPolicy(model, PRE, device="cpu")
+    np.testing.assert_allclose(_steps(policy, images), _forward(model, images), atol=1e-5)
+
+
+def test_reset_restores_initial_behaviour_and_state_matters():
+    model, images = _model(), _images(10)
+    policy = SteeringPolicy(model, PRE, device="cpu")
+    first = _steps(policy, images)
+    again = _steps(policy, images, t0=first.size * 0.05)  # state carried on: differs
+    assert np.abs(again - first).max() > 1e-4
+    policy.reset()
+    np.testing.assert_allclose(_steps(policy, images, t0=100.0), first, atol=1e-6)
+
+
+@pytest.mark.parametrize("jump", [-0.05, 0.6])
+def test_time_going_back_or_jumping_resets(jump):
+    model, images = _model(), _images(6)
+    policy = SteeringPolicy(model, PRE, device="cpu", max_gap_s=0.5)
+    first = _steps(policy, images)
+    t0 = 5 * 0.05 + jump  # relative to the last stamp
+    np.testing.assert_allclose(_steps(policy, images, t0=t0), first, atol=1e-6)
+
+
+def test_small_gap_keeps_state():
+    model, images = _model(), _images(6)
+    policy = SteeringPolicy(model, PRE, device="cpu", max_gap_s=0.5)
+    first = _steps(policy, images)
+    assert np.abs(_steps(policy, images, t0=5 * 0.05 + 0.4) - first).max() > 1e-4
+
+
+def test_outputs_in_range_and_nan_gives_safe_stop():
+    model = _model()
+    policy = SteeringPolicy(model, PRE, device="cpu")
+    c = policy.step(_images(1)[0], 0.0, 3.0)
+    assert isinstance(c, Control)
+    assert -1 <= c.steer <= 1 and 0 <= c.throttle <= 1 and 0 <= c.brake <= 1
+    with torch.no_grad():
+        model.head[2].bias.fill_(float("nan"))
+    assert policy.step(_images(1)[0], 0.05, 3.0) == Control(0.0, 0.0, 1.0)
+
+
+def test_speed_controller():
+    ctl = SpeedController(10.0)
+    dt = np.array([0.05])
+    thr, brk = ctl.update(np.array([0.0]), np.array([5.0]), dt)
+    assert thr[0] > 0.5 and brk[0] == 0
+    ctl.reset()
+    thr, brk = ctl.update(np.array([0.0]), np.array([15.0]), dt)
+    assert thr[0] == 0 and brk[0] > 0.5
+    ctl.reset()
+    straight = ctl.update(np.array([0.0]), np.array([8.0]), dt)[0][0]
+    ctl.reset()
+    sharp = ctl.update(np.array([0.8]), np.array([8.0]), dt)
+    assert sharp[0][0] < straight and sharp[1][0] > 0  # slows for the curve
+    thr, brk = SpeedController(10.0).update(np.array([0.0]), None, dt)
+    assert 0 < thr[0] < 1 and brk[0] == 0
+    ctl = SpeedController(10.0, batch=2)
+    thr, brk = ctl.update(np.zeros(2), np.array([np.nan, 20.0]), np.full(2, 0.05))
+    assert thr[0] == ctl.cruise_throttle and brk[1] > 0 and np.isfinite(ctl.integral).all()
+
+
+def test_batched_streams_are_independent():
+    model, images = _model(), _images(16).reshape(8, 2, 66, 200, 3)
+    batched = BatchedSteeringPolicy(model, PRE, batch_size=2, device="cpu")
+    out = np.stack([batched.step(images[i], [i * 0.05] * 2, [8.0, 8.0]) for i in range(8)])
+    for k in range(2):
+        np.testing.assert_allclose(out[:, k, 0], _forward(model, images[:, k]), atol=1e-5)
+
+
+def test_batched_reset_indices_and_active_mask():
+    model, images = _model(), _images(18).reshape(6, 3, 66, 200, 3)
+    p = BatchedSteeringPolicy(model, PRE, batch_size=3, device="cpu")
+    for i in range(3):
+        p.step(images[i], [i * 0.05] * 3)
+    p.reset([1])
+    active = np.array([True, True, False])
+    before = p.last_action.copy()
+    out = p.step(images[3], [0.15] * 3, active=active)
+    np.testing.assert_array_equal(out[2], before[2])  # inactive stream untouched
+    fresh = _forward(model, images[3:4, 1])
+    np.testing.assert_allclose(out[1, 0], fresh[0], atol=1e-5)  # stream 1 restarted
+    carried = _forward(model, images[:4, 0])
+    np.testing.assert_allclose(out[0, 0], carried[-1], atol=1e-5)  # stream 0 carried on
+    # Stream 2 skipped a frame: its next step continues from its own state.
+    out = p.step(images[4], [0.2] * 3)
+    seq2 = np.concatenate([images[:3, 2], images[4:5, 2]])
+    np.testing.assert_allclose(out[2, 0], _forward(model, seq2)[-1], atol=1e-5)
+
+
+def test_load_from_file_uses_checkpoint_settings(tmp_path):
+    model = _model()
+    pre = PreprocessConfig(crop_top=0.1, color="rgb")
+    path = save_checkpoint(tmp_path / "p.pt", model, model.cfg, pre, {"target_speed_mps": 6.5})
+    policy = SteeringPolicy.load(path, device="auto")
+    assert policy._batched.preprocess_cfg == pre
+    assert policy.speed_controller.target_speed_mps == 6.5
+    assert BatchedSteeringPolicy.load(path, 4, device="cpu").batch_size == 4
+
+
+def test_benchmark_latency_reports_both_modes():
+    model = _model()
+    r = benchmark_latency(model, batch=1, repeats=3, warmup=1)
+    assert r["median_ms"] > 0 and r["p90_ms"] >= r["min_ms"] and r["window"] is None
+    r = benchmark_latency(model, batch=2, window=4, repeats=2, warmup=1)
+    assert r["window"] == 4 and r["batch"] == 2

@@ -134,7 +134,7 @@ def bench_ros(repeats: int, quick: bool, policy: str | None) -> list:
     out = []
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = _checkpoint_file(model, Path(tmp))
-        for w, h in ((200, 66), (640, 480)):
+        for w, h in ((200, 66), (800, 600)):
             frames = 20 if quick else 200
             try:
                 runs = [measure_dds_latency(w, h, frames, checkpoint=ckpt) for _ in range(repeats)]
@@ -142,6 +142,7 @@ def bench_ros(repeats: int, quick: bool, policy: str | None) -> list:
                 out.append(Skipped(f"ros {w}x{h}", f"{e}".strip().splitlines()[-1]))
                 continue
             params = {"frames": frames, "lost": [r.get("lost") for r in runs]}
+            params["p99_ms"] = [r["latency_ms"].get("p99") for r in runs]
             latency = [r["latency_ms"]["median"] for r in runs]
             out.append(Measurement(f"ros camera->control {w}x{h}", "ms", latency, params))
             node = [_median_of(r.get("agent", {}).get("total_ms")) for r in runs]
@@ -177,7 +178,7 @@ def bench_record(repeats: int, quick: bool) -> list:
     except ImportError as e:
         return [Skipped("record frames/s", f"steering_agent.recording is not available: {e}")]
     out = []
-    for w, h in ((200, 66), (640, 480)):
+    for w, h in ((200, 66), (800, 600)):
         frames = 20 if quick else 300
 
         def once(w=w, h=h, frames=frames) -> float:

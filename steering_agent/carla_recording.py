@@ -18,8 +18,8 @@ from typing import Any
 from steering_agent.recording import (
     INDEX_FILE,
     SteeringNoise,
-    _check_seeds,
-    _write_index,
+    check_training_seeds,
+    write_episode_index,
     record_episode,
 )
 
@@ -49,7 +49,7 @@ def record_carla_episodes(
 
     if episodes < 1:
         raise ValueError(f"--episodes {episodes}: record at least one episode")
-    _check_seeds(seed, episodes)
+    check_training_seeds(seed, episodes)
     out = Path(out_dir)
     paths = [out / f"carla_episode_{i:04d}_seed{seed + i}" for i in range(episodes)]
     if existing := [p for p in paths if p.exists()]:
@@ -62,7 +62,7 @@ def record_carla_episodes(
         for i, path in enumerate(tqdm(paths, desc="episodes", unit="ep", disable=not progress)):
             noise = SteeringNoise(noise_sigma, env.unwrapped.dt, seed=seed + i)
             entries.append(record_episode(env, path, seed + i, noise, max_steps))
-            _write_index(out, entries, width, height, noise_sigma)
+            write_episode_index(out, entries, width, height, noise_sigma)
     finally:
         env.close()
     return entries

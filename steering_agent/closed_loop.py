@@ -163,8 +163,8 @@ def run_closed_loop(
     seed: int,
     route_length_m: float = 1000.0,
     mode: str = "sync",
-    width: int = 800,
-    height: int = 600,
+    width: int = 200,
+    height: int = 66,
     checkpoint: str | None = None,
     control_type: str = "auto",
     record: str | None = None,
@@ -348,8 +348,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="road seed (default: the first evaluation seed)")  # fmt: skip
     parser.add_argument("--route-length-m", type=float, default=1000.0)
     parser.add_argument("--mode", choices=("sync", "realtime"), default="sync")
-    parser.add_argument("--width", type=int, default=800)
-    parser.add_argument("--height", type=int, default=600)
+    parser.add_argument("--width", type=int, default=200)
+    parser.add_argument("--height", type=int, default=66)
     parser.add_argument("--checkpoint", default=None,
                         help="default: the shipped checkpoints/cnn_lstm.pt")  # fmt: skip
     parser.add_argument("--control-type", choices=("auto", "carla", "twist"), default="auto")

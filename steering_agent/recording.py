@@ -137,7 +137,7 @@ class SteeringNoise:
         return self.value
 
 
-def _check_seeds(seed: int, episodes: int) -> None:
+def check_training_seeds(seed: int, episodes: int) -> None:
     from sim.seeds import EVAL_SEED_START, is_eval_seed
 
     if seed < 0:
@@ -217,7 +217,7 @@ def record_episodes(
 
     if episodes < 1:
         raise ValueError(f"--episodes {episodes}: record at least one episode")
-    _check_seeds(seed, episodes)
+    check_training_seeds(seed, episodes)
     out = Path(out_dir)
     paths = [out / f"episode_{i:04d}_seed{seed + i}" for i in range(episodes)]
     if existing := [p for p in paths if p.exists()]:
@@ -233,13 +233,13 @@ def record_episodes(
         for i, path in enumerate(tqdm(paths, desc="episodes", unit="ep", disable=not progress)):
             noise = SteeringNoise(noise_sigma, dt, seed=seed + i)
             entries.append(record_episode(env, path, seed + i, noise, max_steps))
-            _write_index(out, entries, width, height, noise_sigma)
+            write_episode_index(out, entries, width, height, noise_sigma)
     finally:
         env.close()
     return entries
 
 
-def _write_index(out: Path, entries: list[dict], width: int, height: int, noise: float) -> None:
+def write_episode_index(out: Path, entries: list[dict], width: int, height: int, noise: float) -> None:
     index = {"width": width, "height": height, "noise_sigma": noise, "episodes": entries}
     tmp = out / (INDEX_FILE + ".tmp")
     tmp.write_text(json.dumps(index, indent=2) + "\n")

@@ -68,8 +68,8 @@ def _desc(text: str, low=None, high=None, integer: bool = False) -> ParameterDes
 
 PARAMETERS = {
     "seed": (1_000_000, _desc("road seed (>= 1000000: evaluation seeds)", 0, 2**31 - 1, True)),
-    "width": (800, _desc("camera width (px)", 16, 4096, True)),
-    "height": (600, _desc("camera height (px)", 16, 4096, True)),
+    "width": (200, _desc("camera width (px)", 16, 4096, True)),
+    "height": (66, _desc("camera height (px)", 16, 4096, True)),
     "fov_deg": (90.0, _desc("camera horizontal field of view (deg)", 10.0, 170.0)),
     "route_length_m": (1000.0, _desc("route length (m)", 10.0, 100_000.0)),
     "mode": ("sync", _desc("sync (one step per command) or realtime (timer at rate_hz)")),

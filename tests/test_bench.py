@@ -46,7 +46,7 @@ def test_bench_cli_sim_and_record_quick(tmp_path, capsys):
     names = [r["name"] for r in _run_quick(tmp_path, "sim")["results"]]
     assert names == ["sim 200x66", "sim 800x600"]
     names = [r["name"] for r in _run_quick(tmp_path, "record")["results"]]
-    assert names == ["record 200x66 (MCAP)", "record 640x480 (MCAP)"]
+    assert names == ["record 200x66 (MCAP)", "record 800x600 (MCAP)"]
     assert "frames/s" in capsys.readouterr().out
 
 

@@ -369,7 +369,7 @@ def test_param_files_match_the_naming_schemes():
 
 
 def test_docs_match_code_and_param_files():
-    doc = (REPO / "docs" / "carla.md").read_text()
+    doc = (REPO / "README.md").read_text()
     for needle in (
         "config/carla_ros_bridge.yaml",
         "config/carla_native_ros2.yaml",

@@ -103,11 +103,11 @@ def test_agent_launch_file_really_launches_where_launch_ros_exists(tmp_path):
     pytest.importorskip("launch_ros", reason="launch_ros has no PyPI wheel; needs a ROS 2 install")
     import threading
 
+    import launch
     from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
     from launch.actions import IncludeLaunchDescription
     from launch.launch_description_sources import PythonLaunchDescriptionSource
 
-    import launch
     from tests.ros_helpers import Probe, random_checkpoint
 
     try:

@@ -46,7 +46,14 @@ def test_package_xml_declares_the_runtime_dependencies():
     assert root.get("format") == "3"
     assert root.findtext("name") == "steering_agent"
     deps = {e.text for e in root if e.tag in ("depend", "exec_depend")}
-    assert {"rclpy", "sensor_msgs", "std_msgs", "geometry_msgs", "std_srvs", "rosgraph_msgs"} <= deps
+    assert {
+        "rclpy",
+        "sensor_msgs",
+        "std_msgs",
+        "geometry_msgs",
+        "std_srvs",
+        "rosgraph_msgs",
+    } <= deps
     assert root.find("export/build_type").text == "ament_python"
 
 

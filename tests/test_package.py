@@ -112,8 +112,9 @@ def test_colcon_build_and_run_agent_from_install_space(tmp_path, ros_domain):
     assert (share / "config/agent.yaml").exists()
     assert (share / "package.xml").exists()
 
-    # Source the install space the way a ROS user does, and run the installed executable.
-    script = f"source {install}/local_setup.bash && exec {exe} --ros-args -r __node:=colcon_agent"
+    # Source the install space the way a ROS user does (colcon writes the POSIX sh variant
+    # everywhere; the bash one needs colcon-bash), and run the installed executable.
+    script = f"source {install}/local_setup.sh && exec {exe} --ros-args -r __node:=colcon_agent"
     env = dict(os.environ)
     env.pop("PYTHONPATH", None)  # the install space, not the checkout, must provide the code
     proc = subprocess.Popen(
@@ -139,9 +140,9 @@ def test_colcon_build_and_run_agent_from_install_space(tmp_path, ros_domain):
         assert seen, "the agent from the colcon install space never joined the ROS graph"
         # The node must come from the install space, not the source tree.
         out = subprocess.run(
-            ["bash", "-c", f"source {install}/local_setup.bash && {sys.executable} -c "
+            ["bash", "-c", f"source {install}/local_setup.sh && {sys.executable} -c "
              "'import steering_agent.node as m; print(m.__file__)'"],
-            env=env, capture_output=True, text=True,
+            cwd=tmp_path, env=env, capture_output=True, text=True,
         )  # fmt: skip
         assert str(install) in out.stdout, out.stdout + out.stderr
     finally:

@@ -19,8 +19,8 @@ from steering_agent.recording import (
     INDEX_FILE,
     SteeringNoise,
     check_training_seeds,
-    write_episode_index,
     record_episode,
+    write_episode_index,
 )
 
 ENV_ID = "SteeringAgent/CarlaDrive-v0"

@@ -239,7 +239,9 @@ def record_episodes(
     return entries
 
 
-def write_episode_index(out: Path, entries: list[dict], width: int, height: int, noise: float) -> None:
+def write_episode_index(
+    out: Path, entries: list[dict], width: int, height: int, noise: float
+) -> None:
     index = {"width": width, "height": height, "noise_sigma": noise, "episodes": entries}
     tmp = out / (INDEX_FILE + ".tmp")
     tmp.write_text(json.dumps(index, indent=2) + "\n")

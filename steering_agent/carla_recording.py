@@ -15,13 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from steering_agent.recording import (
-    INDEX_FILE,
-    SteeringNoise,
-    check_training_seeds,
-    record_episode,
-    write_episode_index,
-)
+from steering_agent.recording import INDEX_FILE, record_env_episodes
 
 ENV_ID = "SteeringAgent/CarlaDrive-v0"
 
@@ -42,30 +36,10 @@ def record_carla_episodes(
         ValueError: an evaluation seed, or a bag folder that exists already.
         CarlaConnectionError: no server at host:port.
     """
-    import gymnasium
-    from tqdm import tqdm
-
-    import sim  # noqa: F401  (registers the environments)
-
-    if episodes < 1:
-        raise ValueError(f"--episodes {episodes}: record at least one episode")
-    check_training_seeds(seed, episodes)
-    out = Path(out_dir)
-    paths = [out / f"carla_episode_{i:04d}_seed{seed + i}" for i in range(episodes)]
-    if existing := [p for p in paths if p.exists()]:
-        raise ValueError(f"{existing[0]} exists already; pick another --out or remove it")
-    out.mkdir(parents=True, exist_ok=True)
-    env = gymnasium.make(ENV_ID, **env_kwargs)
-    width, height = env.unwrapped.width, env.unwrapped.height
-    entries: list[dict] = []
-    try:  # close() also runs on Ctrl-C: the server gets its actors and settings back
-        for i, path in enumerate(tqdm(paths, desc="episodes", unit="ep", disable=not progress)):
-            noise = SteeringNoise(noise_sigma, env.unwrapped.dt, seed=seed + i)
-            entries.append(record_episode(env, path, seed + i, noise, max_steps))
-            write_episode_index(out, entries, width, height, noise_sigma)
-    finally:
-        env.close()
-    return entries
+    return record_env_episodes(
+        ENV_ID, env_kwargs, out_dir, episodes, seed, noise_sigma, max_steps, progress,
+        prefix="carla_episode",
+    )  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:

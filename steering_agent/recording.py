@@ -210,6 +210,31 @@ def record_episodes(
     Raises:
         ValueError: a seed is an evaluation seed, or a bag directory already exists.
     """
+    kwargs: dict[str, Any] = {"width": width, "height": height}
+    if route_length_m is not None:
+        kwargs["route_length_m"] = route_length_m
+    return record_env_episodes(
+        "SteeringAgent/Drive-v0", kwargs, out_dir, episodes, seed, noise_sigma, max_steps, progress
+    )
+
+
+def record_env_episodes(
+    env_id: str,
+    env_kwargs: dict[str, Any],
+    out_dir: str | Path,
+    episodes: int,
+    seed: int = 0,
+    noise_sigma: float = 0.0,
+    max_steps: int | None = None,
+    progress: bool = True,
+    prefix: str = "episode",
+) -> list[dict]:
+    """The recording loop of any env with the embedded env's interface (embedded, CARLA):
+    DIR/<prefix>_<i>_seed<s>/ per episode and DIR/index.json, rewritten after each one.
+
+    Raises:
+        ValueError: a seed is an evaluation seed, or a bag directory already exists.
+    """
     import gymnasium
     from tqdm import tqdm
 
@@ -219,21 +244,19 @@ def record_episodes(
         raise ValueError(f"--episodes {episodes}: record at least one episode")
     check_training_seeds(seed, episodes)
     out = Path(out_dir)
-    paths = [out / f"episode_{i:04d}_seed{seed + i}" for i in range(episodes)]
+    paths = [out / f"{prefix}_{i:04d}_seed{seed + i}" for i in range(episodes)]
     if existing := [p for p in paths if p.exists()]:
         raise ValueError(f"{existing[0]} exists already; pick another --out or remove it")
     out.mkdir(parents=True, exist_ok=True)
-    kwargs: dict[str, Any] = {"width": width, "height": height}
-    if route_length_m is not None:
-        kwargs["route_length_m"] = route_length_m
-    env = gymnasium.make("SteeringAgent/Drive-v0", **kwargs)
-    dt = float(getattr(env.unwrapped, "dt", 0.05))
+    env = gymnasium.make(env_id, **env_kwargs)
     entries: list[dict] = []
-    try:
+    try:  # close() also runs on Ctrl-C (CARLA gets its actors and settings back)
+        cam = env.unwrapped.camera_info()
+        dt = float(env.unwrapped.dt)
         for i, path in enumerate(tqdm(paths, desc="episodes", unit="ep", disable=not progress)):
             noise = SteeringNoise(noise_sigma, dt, seed=seed + i)
             entries.append(record_episode(env, path, seed + i, noise, max_steps))
-            write_episode_index(out, entries, width, height, noise_sigma)
+            write_episode_index(out, entries, cam["width"], cam["height"], noise_sigma)
     finally:
         env.close()
     return entries

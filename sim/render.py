@@ -10,6 +10,7 @@ A sky gradient lives in the same source image, so sky pixels come out of the sam
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from dataclasses import dataclass
 
 import cv2
@@ -189,6 +190,9 @@ class RoadRenderer:
         self._dash_b = self._dash_a + max(1, round(st.dash_len_m / road.ds))
         self._dash_s = starts
         self._shadows, self._shadow_s = self._make_shadows(rng)
+        # Python lists for `bisect`: per frame far cheaper than np.searchsorted on scalars
+        self._dash_s_list = starts.tolist()
+        self._shadow_s_list = self._shadow_s.tolist()
 
     def _make_shadows(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """Tree-crown shadows: world polygons (M, 16, 2) lying across and beside the road."""
@@ -282,7 +286,8 @@ class RoadRenderer:
         if st.edge_lines:
             cv2.polylines(colour, [pts[4], pts[5]], False, line, thick, cv2.LINE_8, SHIFT)
         if fine:
-            i, j = np.searchsorted(self._dash_s, (s_lo - st.dash_len_m, s_hi))
+            i = bisect_left(self._dash_s_list, s_lo - st.dash_len_m)
+            j = bisect_left(self._dash_s_list, s_hi)
             dashes = [
                 pts[6, max(da - a, 0) // step : (db - a) // step + 1]
                 for da, db in zip(
@@ -293,16 +298,38 @@ class RoadRenderer:
             cv2.polylines(colour, dashes, False, line, thick, cv2.LINE_8, SHIFT)
         else:  # mip level: a dashed line seen from afar is a fainter solid line
             cv2.polylines(colour, [pts[6]], False, faint, 1, cv2.LINE_8, SHIFT)
-        if light is not None and self._shadow_s.size:
-            i, j = np.searchsorted(self._shadow_s, (s_lo - 5.0, s_hi + 5.0))
-            if j > i:
-                poly = list((self._shadows[i:j] @ aff[:, :2].T + aff[:, 2]).astype(np.int32))
-                if shade is None:
-                    cv2.fillPoly(light, poly, (self.style.shadow_light,) * 3, cv2.LINE_8, SHIFT)
-                else:
-                    self._mask.fill(0)
-                    cv2.fillPoly(self._mask, poly, 255, cv2.LINE_8, SHIFT)
-                    cv2.copyTo(shade, self._mask, light)
+        if light is not None:
+            self.draw_shadows(light, aff, s_lo, s_hi, shade)
+
+    def _shadow_polys(self, aff: np.ndarray, s_lo: float, s_hi: float) -> list | None:
+        """The shadow polygons near [s_lo, s_hi] in patch pixels, or None if there are none."""
+        i = bisect_left(self._shadow_s_list, s_lo - 5.0)
+        j = bisect_left(self._shadow_s_list, s_hi + 5.0)
+        if j <= i:
+            return None
+        return list((self._shadows[i:j] @ aff[:, :2].T + aff[:, 2]).astype(np.int32))
+
+    def draw_shadows(
+        self,
+        light: np.ndarray,
+        aff: np.ndarray,
+        s_lo: float,
+        s_hi: float,
+        shade: np.ndarray | None = None,
+        polys: list | None = None,
+    ) -> bool:
+        """Shadows into the light layer `light`: flat, or copied from `shade` (a darkened
+        twin of `light`) when given. Returns whether any shadow was near."""
+        poly = polys if polys is not None else self._shadow_polys(aff, s_lo, s_hi)
+        if poly is None:
+            return False
+        if shade is None:
+            cv2.fillPoly(light, poly, (self.style.shadow_light,) * 3, cv2.LINE_8, SHIFT)
+        else:
+            self._mask.fill(0)
+            cv2.fillPoly(self._mask, poly, 255, cv2.LINE_8, SHIFT)
+            cv2.copyTo(shade, self._mask, light)
+        return True
 
     def render(
         self,
@@ -323,26 +350,38 @@ class RoadRenderer:
         """
         m = self.maps
         near, far = self._src[: m.near_h, : m.near_w], self._src[m.near_h : m.sky_row0, : m.far_w]
-        lnear = self._light[: m.near_h, : m.near_w]
-        lfar = self._light[m.near_h : m.sky_row0, : m.far_w]
         # texture anchored to road coordinates: it slides as the car moves along and across
         n = self._tile_n
         r0 = round(-(m.near_top + s) / m.near_res) % n
         c0 = round(-(m.near_left + lateral) / m.near_res) % n
-        np.copyto(lnear, self._tex[r0 : r0 + m.near_h, c0 : c0 + m.near_w])
+        tex_near = self._tex[r0 : r0 + m.near_h, c0 : c0 + m.near_w]
         shade = self._tex_shade[r0 : r0 + m.near_h, c0 : c0 + m.near_w]
         n = self._far_n
         r0 = round(-(FAR_DIST_M + s) / m.far_res) % n
         c0 = round(-(m.far_left + lateral) / m.far_res) % n
-        np.copyto(lfar, self._tex_far[r0 : r0 + m.far_h, c0 : c0 + m.far_w])
+        tex_far = self._tex_far[r0 : r0 + m.far_h, c0 : c0 + m.far_w]
+        near_lo, near_hi = s - 8.0, s + m.near_top * 1.6 + 8.0
         aff = self._affine(x, y, yaw, m.near_top, m.near_left, m.near_res)
-        self.draw_patch(
-            near, lnear, aff, s - 8.0, s + m.near_top * 1.6 + 8.0, m.near_res, True, shade
-        )
+        self.draw_patch(near, None, aff, near_lo, near_hi, m.near_res, True)
+        # The light layer is the texture itself unless a shadow falls on the patch; only
+        # then is it copied and shaded.
+        polys = self._shadow_polys(aff, near_lo, near_hi)
+        if polys is not None:
+            light_near = self._light[: m.near_h, : m.near_w]
+            np.copyto(light_near, tex_near)
+            self.draw_shadows(light_near, aff, near_lo, near_hi, shade, polys)
+            tex_near = light_near
+        far_lo, far_hi = s - 8.0, s + FAR_DIST_M * 1.6
         aff = self._affine(x, y, yaw, FAR_DIST_M, m.far_left, m.far_res)
-        self.draw_patch(far, lfar, aff, s - 8.0, s + FAR_DIST_M * 1.6, m.far_res, False)
-        cv2.multiply(near, lnear, dst=near, scale=1.0 / LIGHT)
-        cv2.multiply(far, lfar, dst=far, scale=1.0 / LIGHT)
+        self.draw_patch(far, None, aff, far_lo, far_hi, m.far_res, False)
+        polys = self._shadow_polys(aff, far_lo, far_hi)
+        if polys is not None:
+            light_far = self._light[m.near_h : m.sky_row0, : m.far_w]
+            np.copyto(light_far, tex_far)
+            self.draw_shadows(light_far, aff, far_lo, far_hi, None, polys)
+            tex_far = light_far
+        cv2.multiply(near, tex_near, dst=near, scale=1.0 / LIGHT)
+        cv2.multiply(far, tex_far, dst=far, scale=1.0 / LIGHT)
         return m.remap(self._src, jitter, out, self._sky)
 
 

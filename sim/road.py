@@ -97,6 +97,7 @@ class LaneRoad:
         # Plain floats are much faster than numpy scalars in the per-step lookups.
         self._xl, self._yl = self.x.tolist(), self.y.tolist()
         self._hl, self._kl = self.heading.tolist(), self.curvature.tolist()
+        self._abs_k = np.abs(self.curvature)
 
     @classmethod
     def from_segments(
@@ -179,7 +180,7 @@ class LaneRoad:
     def max_abs_curvature(self, s0: float, s1: float) -> float:
         """Largest |curvature| over [s0, s1] (the speed planner's look-ahead)."""
         a, b = self.index(s0), self.index(s1) + 1
-        return float(np.abs(self.curvature[a:b]).max())
+        return float(self._abs_k[a:b].max())
 
     def offset_line(self, offset_m: float) -> np.ndarray:
         """World points (N, 2) of the line `offset_m` to the left of the centre line."""

@@ -80,25 +80,62 @@ def _latency_model(policy: str | None):
 
 
 def bench_inference(repeats: int, quick: bool, policy: str | None, device: str) -> list:
-    """Per control step: stateful LSTM step versus re-running a 16/32-frame window."""
-    from steering_agent.runtime import benchmark_latency
+    """Per control step: stateful LSTM step versus re-running a 16/32-frame window.
+
+    Every per-frame backend available on `device` is measured (onnxruntime and torch on
+    the CPU); each policy is built once and reused across the repeated runs.
+    """
+    import torch
+
+    from steering_agent.runtime import (
+        BatchedSteeringPolicy,
+        benchmark_latency,
+        resolve_backend,
+        resolve_device,
+    )
 
     model, source = _latency_model(policy)
+    dev = resolve_device(device)
+    backends = list(dict.fromkeys([resolve_backend("auto", dev), "torch"]))
     out = []
-    # --quick keeps the structure (batch > 1, both windows) at a size a test can afford.
-    for batch in (1, 2) if quick else (1, 64):
-        for window in (None, 16, 32):
-            calls = 2 if quick else max(2, (40 if batch == 1 else 8) // (1 + (window or 0) // 8))
-            mode = "stateful" if window is None else f"window {window}"
+    for backend in backends:
+        # --quick keeps the structure (batch > 1, both windows) at a size a test can afford.
+        for batch in (1, 2) if quick else (1, 64):
+            if isinstance(model, torch.nn.Module):
+                pol = BatchedSteeringPolicy(
+                    model, _preprocess_of(model), batch, dev, backend=backend
+                )
+            else:
+                pol = BatchedSteeringPolicy.from_checkpoint(model, batch, dev, backend=backend)
+            for window in (None, 16, 32):
+                if quick:
+                    calls = 2
+                elif window is None:
+                    calls = 200 if batch == 1 else 10
+                else:
+                    calls = max(2, (40 if batch == 1 else 8) // (1 + window // 8))
+                mode = "stateful" if window is None else f"window {window}"
 
-            def once(batch=batch, window=window, calls=calls) -> float:
-                r = benchmark_latency(model, batch, window, calls, warmup=1, device=device)
-                return r["median_ms"]
+                def once(pol=pol, batch=batch, window=window, calls=calls) -> float:
+                    r = benchmark_latency(pol, batch, window, calls, warmup=2, device=device)
+                    return r["median_ms"]
 
-            name = f"inference {mode}, batch {batch}"
-            params = {"batch": batch, "window": window, "calls_per_run": calls, "model": source}
-            out.append(Measurement(name, "ms/step", repeat(once, repeats), params))
+                name = f"inference {mode}, batch {batch}, {backend}"
+                params = {
+                    "batch": batch,
+                    "window": window,
+                    "backend": backend,
+                    "calls_per_run": calls,
+                    "model": source,
+                }
+                out.append(Measurement(name, "ms/step", repeat(once, repeats), params))
     return out
+
+
+def _preprocess_of(model):
+    from steering_agent.preprocess import PreprocessConfig
+
+    return PreprocessConfig(height=model.cfg.height, width=model.cfg.width)
 
 
 def bench_sim(repeats: int, quick: bool) -> list:

@@ -47,16 +47,23 @@ def _ros_value(value) -> str:
     return str(value)
 
 
-def node_command(executable: str, overrides: dict | None = None) -> list[str]:
-    """The command line that runs `executable` with its config file and `-p` overrides."""
+def node_command(
+    executable: str, overrides: dict | None = None, remaps: dict | None = None
+) -> list[str]:
+    """The command line that runs `executable` with its config file, `-p` overrides and
+    `-r` name remappings (e.g. {"/agent/reset": "/other/reset"})."""
     module, params = NODES[executable]
     cmd = [sys.executable, "-m", module, "--ros-args", "--params-file", str(config_file(params))]
     for name, value in (overrides or {}).items():
         cmd += ["-p", f"{name}:={_ros_value(value)}"]
+    for old, new in (remaps or {}).items():
+        cmd += ["-r", f"{old}:={new}"]
     return cmd
 
 
-def start_node(executable: str, overrides: dict, log_path: Path) -> subprocess.Popen:
+def start_node(
+    executable: str, overrides: dict, log_path: Path, remaps: dict | None = None
+) -> subprocess.Popen:
     """Start one node process; its stdout and stderr go to `log_path`."""
     use_large_data_transport()
     env = dict(os.environ, PYTHONUNBUFFERED="1")
@@ -64,7 +71,10 @@ def start_node(executable: str, overrides: dict, log_path: Path) -> subprocess.P
     env["PYTHONPATH"] = os.pathsep.join(p for p in (repo, env.get("PYTHONPATH", "")) if p)
     with open(log_path, "wb") as log:
         return subprocess.Popen(
-            node_command(executable, overrides), stdout=log, stderr=subprocess.STDOUT, env=env
+            node_command(executable, overrides, remaps),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
         )
 
 

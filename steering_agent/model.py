@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 ARCHS = ("cnn_lstm", "cnn")
@@ -126,6 +127,45 @@ class SteeringNet(nn.Module):
         else:
             hidden, state = self.lstm(feats, state)
         return self.head(hidden).squeeze(-1), state
+
+    def step(self, frames: torch.Tensor, state: State = None) -> tuple[torch.Tensor, State]:
+        """One frame per stream: `forward(frames[:, None], state)` without the sequence machinery.
+
+        The per-frame path of `steering_agent.runtime`: the LSTM runs as one cell per layer
+        (PyTorch's gate order i, f, g, o), which for a single time step is about four times
+        cheaper than `nn.LSTM`. For inference (dropout between LSTM layers is not applied).
+
+        Args:
+            frames: float [B, C, H, W], normalised.
+            state: (h, c) [layers, B, hidden] from the previous step; None means zeros.
+
+        Returns:
+            steer [B] in [-1, 1], and the state after this frame (None for `cnn`).
+        """
+        feats = self.encoder(frames)
+        if self.lstm is None:
+            return self.head(self.temporal(feats)).squeeze(-1), state
+        if state is None:
+            state = self.initial_state(frames.shape[0], frames.device)
+        h0, c0 = state
+        x, hs, cs = feats, [], []
+        for layer in range(self.cfg.lstm_layers):
+            gates = F.linear(
+                x,
+                getattr(self.lstm, f"weight_ih_l{layer}"),
+                getattr(self.lstm, f"bias_ih_l{layer}"),
+            )
+            gates += F.linear(
+                h0[layer],
+                getattr(self.lstm, f"weight_hh_l{layer}"),
+                getattr(self.lstm, f"bias_hh_l{layer}"),
+            )
+            i, f, g, o = gates.chunk(4, dim=1)
+            c = torch.sigmoid(f).mul_(c0[layer]).addcmul_(torch.sigmoid(i), torch.tanh(g))
+            x = torch.sigmoid(o).mul_(torch.tanh(c))
+            hs.append(x)
+            cs.append(c)
+        return self.head(x).squeeze(-1), (torch.stack(hs), torch.stack(cs))
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -52,6 +52,13 @@ def _float(description: str, low: float, high: float, read_only: bool = True):
 PARAMETERS = {
     "checkpoint": ("", _string("checkpoint file; empty = the shipped checkpoints/cnn_lstm.pt")),
     "device": ("auto", _string("torch device", ("auto", "cpu", "cuda"))),
+    "backend": (
+        "auto",
+        _string(
+            "per-frame network runtime (auto: onnxruntime on the CPU where installed)",
+            ("auto", "torch", "onnxruntime"),
+        ),
+    ),
     "image_topic": (topics.IMAGE, _string("camera sensor_msgs/Image topic")),
     "image_transport": (
         "raw",
@@ -170,7 +177,7 @@ class SteeringAgentNode(Node):
         )
 
     def _check_choices(self, p: dict) -> None:
-        for name in ("device", "image_transport", "image_reliability", "control_type"):
+        for name in ("device", "backend", "image_transport", "image_reliability", "control_type"):
             choices = PARAMETERS[name][1].description.rsplit("one of: ", 1)[1].rstrip(")")
             if p[name] not in choices.split(", "):
                 raise ValueError(f"parameter {name}={p[name]!r} is not one of: {choices}")
@@ -194,8 +201,9 @@ class SteeringAgentNode(Node):
             device=p["device"],
             max_gap_s=p["max_gap_s"],
             target_speed_mps=p["target_speed_mps"] or None,
+            backend=p["backend"],
         )
-        self.get_logger().info(f"loaded {path}")
+        self.get_logger().info(f"loaded {path} ({policy.backend} on {policy.device})")
         return policy
 
     def _make_publisher(self, p: dict) -> None:

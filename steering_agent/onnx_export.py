@@ -9,7 +9,9 @@ PyTorch with onnxruntime over a few steps with the state fed back (max abs diff)
 from __future__ import annotations
 
 import argparse
+import io
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -41,37 +43,103 @@ class _Stateless(nn.Module):
         return self.model(frames, None)[0]
 
 
-def export_onnx(model: SteeringNet, path: str | Path, seq_len: int = 4) -> Path:
-    """Write `model` to `path` as ONNX (legacy TorchScript exporter, opset 17)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    model = model.cpu().eval()
+class _StepGraph(nn.Module):
+    """One policy step: uint8 NHWC frames (+ state) -> steer [B] (+ state).
+
+    The normalisation (`preprocess.normalize`, x / 127.5 - 1) runs inside the graph, so the
+    caller hands over OpenCV's output as it is.
+    """
+
+    def __init__(self, model: SteeringNet) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, frames, h0=None, c0=None):
+        x = frames.permute(0, 3, 1, 2).to(torch.float32).div(127.5).sub(1.0)
+        if h0 is None:
+            return self.model.step(x, None)[0]
+        steer, (h, c) = self.model.step(x, (h0, c0))
+        return steer, h, c
+
+
+def _export(wrapper: nn.Module, args: tuple, names_in, names_out, dyn, target) -> None:
+    # The exporter restores the wrapper's mode afterwards: a fresh wrapper is in training
+    # mode, which would leave the model (dropout on) in training mode too.
+    wrapper.eval()
+    with warnings.catch_warnings():
+        # The TorchScript-based exporter announces its own deprecation on every call.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        # nn.LSTM's shape checks become constants in the trace: right for fixed weights.
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        # The LSTM batch-size caveat does not apply: h0/c0 are graph inputs.
+        warnings.filterwarnings("ignore", message="Exporting a model to ONNX with a batch_size")
+        torch.onnx.export(
+            wrapper,
+            args,
+            target,
+            input_names=names_in,
+            output_names=names_out,
+            dynamic_axes=dyn,
+            opset_version=17,
+            dynamo=False,
+        )
+
+
+def _sequence_export_args(model: SteeringNet, seq_len: int):
     cfg = model.cfg
     frames = torch.zeros(1, seq_len, cfg.in_channels, cfg.height, cfg.width)
     dyn = {"frames": {0: "batch", 1: "time"}, "steer": {0: "batch", 1: "time"}}
     if model.recurrent:
         h0, c0 = model.initial_state(1)
-        wrapper, args = _ExplicitState(model), (frames, h0, c0)
-        names_in, names_out = ["frames", "h0", "c0"], ["steer", "hn", "cn"]
         for n in ("h0", "c0", "hn", "cn"):
             dyn[n] = {1: "batch"}
-    else:
-        wrapper, args = _Stateless(model), (frames,)
-        names_in, names_out = ["frames"], ["steer"]
-    # The exporter restores the wrapper's mode afterwards: a fresh wrapper is in training
-    # mode, which would leave `model` (dropout on) in training mode too.
-    wrapper.eval()
-    torch.onnx.export(
-        wrapper,
-        args,
-        str(path),
-        input_names=names_in,
-        output_names=names_out,
-        dynamic_axes=dyn,
-        opset_version=17,
-        dynamo=False,
-    )
+        return (
+            _ExplicitState(model),
+            (frames, h0, c0),
+            ["frames", "h0", "c0"],
+            ["steer", "hn", "cn"],
+            dyn,
+        )
+    return _Stateless(model), (frames,), ["frames"], ["steer"], dyn
+
+
+def export_onnx(model: SteeringNet, path: str | Path, seq_len: int = 4) -> Path:
+    """Write `model` to `path` as ONNX (legacy TorchScript exporter, opset 17)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model = model.cpu().eval()
+    _export(*_sequence_export_args(model, seq_len), str(path))
     return path
+
+
+def sequence_graph_bytes(model: SteeringNet, seq_len: int = 4) -> bytes:
+    """The graph of `export_onnx`, in memory (model on the CPU)."""
+    buf = io.BytesIO()
+    _export(*_sequence_export_args(model.eval(), seq_len), buf)
+    return buf.getvalue()
+
+
+def step_graph_bytes(model: SteeringNet) -> bytes:
+    """The per-frame graph of the onnxruntime backend, in memory (model on the CPU).
+
+    Inputs: `frames` uint8 [B, H, W, 3] (preprocessed, not normalised), and for `cnn_lstm`
+    `h0`, `c0` [layers, B, hidden]. Outputs: `steer` [B], and `hn`, `cn`. B is dynamic.
+    """
+    model = model.eval()
+    cfg = model.cfg
+    frames = torch.zeros(1, cfg.height, cfg.width, cfg.in_channels, dtype=torch.uint8)
+    dyn = {"frames": {0: "batch"}, "steer": {0: "batch"}}
+    buf = io.BytesIO()
+    wrapper = _StepGraph(model)
+    if model.recurrent:
+        h0, c0 = model.initial_state(1)
+        for n in ("h0", "c0", "hn", "cn"):
+            dyn[n] = {1: "batch"}
+        _export(wrapper, (frames, h0, c0), ["frames", "h0", "c0"], ["steer", "hn", "cn"], dyn, buf)
+    else:
+        _export(wrapper, (frames,), ["frames"], ["steer"], dyn, buf)
+    return buf.getvalue()
 
 
 def compare_with_torch(

@@ -7,6 +7,7 @@ install .`), they are in the package's share directory, found with ament_index_p
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 PACKAGE = "steering_agent"
@@ -28,17 +29,21 @@ def share_dir() -> Path:
             get_package_share_directory,
         )
     except ImportError as e:
-        raise FileNotFoundError(
-            f"{PACKAGE}: no source checkout and ament_index_python is not importable ({e}); "
-            "source a ROS 2 install or run from the repository"
-        ) from None
-    try:
-        return Path(get_package_share_directory(PACKAGE))
-    except (PackageNotFoundError, KeyError, ValueError) as e:
-        raise FileNotFoundError(
-            f"{PACKAGE}: share directory not found ({e}); set AMENT_PREFIX_PATH to the "
-            "install prefix (e.g. the venv) or run from the repository"
-        ) from None
+        problem = f"ament_index_python is not importable ({e})"
+    else:
+        try:
+            return Path(get_package_share_directory(PACKAGE))
+        # OSError: AMENT_PREFIX_PATH is not set at all.
+        except (PackageNotFoundError, KeyError, ValueError, OSError) as e:
+            problem = str(e)
+    # `pip install .` puts the data files under the environment's prefix.
+    prefixed = Path(sys.prefix) / "share" / PACKAGE
+    if (prefixed / "package.xml").is_file():
+        return prefixed
+    raise FileNotFoundError(
+        f"{PACKAGE}: share directory not found ({problem}); set AMENT_PREFIX_PATH to the "
+        "install prefix (e.g. the venv), source a ROS 2 install, or run from the repository"
+    )
 
 
 def config_file(name: str) -> Path:

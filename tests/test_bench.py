@@ -62,8 +62,9 @@ def test_bench_cli_inference_quick(tmp_path):
     out = tmp_path / "bench.json"
     assert main(["bench", "inference", "--quick", "--repeats", "1", "--json", str(out)]) == 0
     results = json.loads(out.read_text())["results"]
-    modes = {(r["batch"], r["window"]) for r in results}
-    assert modes == {(b, w) for b in (1, 2) for w in (None, 16, 32)}
+    modes = {(r["backend"], r["batch"], r["window"]) for r in results}
+    backends = ("onnxruntime", "torch")
+    assert modes == {(k, b, w) for k in backends for b in (1, 2) for w in (None, 16, 32)}
     assert all(r["median"] > 0 and r["unit"] == "ms/step" for r in results)
 
 

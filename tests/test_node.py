@@ -26,6 +26,7 @@ from tests.ros_helpers import (
 W, H = 200, 66
 DT_NS = 50_000_000
 WATCHDOG_S = 0.4
+TWIST_RESET = "/twist_agent/reset"
 
 
 # -- control message mapping (no ROS) ------------------------------------------------------
@@ -59,11 +60,11 @@ def test_control_type_resolution():
 # -- the node as a process -------------------------------------------------------------------
 
 
-def _start_agent(tmp, name: str, overrides: dict) -> tuple[subprocess.Popen, object]:
+def _start_agent(tmp, name: str, overrides: dict, remaps=None) -> tuple[subprocess.Popen, object]:
     from steering_agent.closed_loop import start_node
 
     log = tmp / f"{name}.log"
-    return start_node("agent", overrides, log), log
+    return start_node("agent", overrides, log, remaps), log
 
 
 def _stop(proc: subprocess.Popen, sig=signal.SIGINT) -> int:
@@ -198,7 +199,9 @@ def twist_agent(domain, checkpoint, tmp_path_factory):
         "image_transport": "compressed",
         "watchdog_timeout_s": 10.0,
     }
-    proc, log = _start_agent(tmp, "agent", params)
+    # Both module agents are nodes called "agent": give this one's reset service its own
+    # name, so a call cannot reach the other process.
+    proc, log = _start_agent(tmp, "agent", params, {"/agent/reset": TWIST_RESET})
     probe = None
     try:
         probe = Probe("twist_probe")
@@ -297,10 +300,10 @@ def _twist_steers(agent, images: list[np.ndarray], max_angle: float) -> list[flo
     return steers
 
 
-def _call_reset(probe) -> object:
+def _call_reset(probe, service: str = TWIST_RESET) -> object:
     from std_srvs.srv import Trigger
 
-    client = probe.node.create_client(Trigger, "/agent/reset")
+    client = probe.node.create_client(Trigger, service)
     assert client.wait_for_service(timeout_sec=10.0)
     future = client.call_async(Trigger.Request())
     assert probe.spin_until(future.done, 10.0)
@@ -340,7 +343,11 @@ def test_corrupt_jpeg_is_skipped_with_one_rate_limited_error(twist_agent):
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("param", "message"),
-    [("image_transport:=theora", "image_transport"), ("watchdog_timeout_s:=100.0", "watchdog")],
+    [
+        ("image_transport:=theora", "image_transport"),
+        ("watchdog_timeout_s:=100.0", "watchdog"),
+        ("backend:=tensorrt", "backend"),
+    ],
 )
 def test_invalid_parameter_exits_with_a_clear_message(domain, param, message):
     from steering_agent.closed_loop import node_command

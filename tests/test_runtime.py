@@ -13,9 +13,12 @@ from steering_agent.runtime import (
     SpeedController,
     SteeringPolicy,
     benchmark_latency,
+    resolve_backend,
 )
 
 PRE = PreprocessConfig()
+# Both per-frame backends must behave the same; onnxruntime is part of `make setup`.
+BACKENDS = ["torch", "onnxruntime"]
 
 
 def _model(arch="cnn_lstm", seed=0):
@@ -37,16 +40,19 @@ def _forward(model, images):
     return model(x, None)[0][0].numpy()
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("arch", ["cnn_lstm", "cnn"])
-def test_stepping_equals_one_forward(arch):
+def test_stepping_equals_one_forward(arch, backend):
     model, images = _model(arch), _images(12)
-    policy = SteeringPolicy(model, PRE, device="cpu")
+    policy = SteeringPolicy(model, PRE, device="cpu", backend=backend)
+    assert policy.backend == backend
     np.testing.assert_allclose(_steps(policy, images), _forward(model, images), atol=1e-5)
 
 
-def test_reset_restores_initial_behaviour_and_state_matters():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_reset_restores_initial_behaviour_and_state_matters(backend):
     model, images = _model(), _images(10)
-    policy = SteeringPolicy(model, PRE, device="cpu")
+    policy = SteeringPolicy(model, PRE, device="cpu", backend=backend)
     first = _steps(policy, images)
     again = _steps(policy, images, t0=first.size * 0.05)  # state carried on: differs
     assert np.abs(again - first).max() > 1e-4
@@ -70,15 +76,48 @@ def test_small_gap_keeps_state():
     assert np.abs(_steps(policy, images, t0=5 * 0.05 + 0.4) - first).max() > 1e-4
 
 
-def test_outputs_in_range_and_nan_gives_safe_stop():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_outputs_in_range_and_nan_gives_safe_stop(backend):
     model = _model()
-    policy = SteeringPolicy(model, PRE, device="cpu")
+    policy = SteeringPolicy(model, PRE, device="cpu", backend=backend)
     c = policy.step(_images(1)[0], 0.0, 3.0)
     assert isinstance(c, Control)
     assert -1 <= c.steer <= 1 and 0 <= c.throttle <= 1 and 0 <= c.brake <= 1
     with torch.no_grad():
         model.head[2].bias.fill_(float("nan"))
+    # onnxruntime runs a copy of the weights taken when the policy was made: make it anew.
+    policy = SteeringPolicy(model, PRE, device="cpu", backend=backend)
     assert policy.step(_images(1)[0], 0.05, 3.0) == Control(0.0, 0.0, 1.0)
+    assert policy.step(_images(1)[0], 0.10, 3.0) == Control(0.0, 0.0, 1.0)
+
+
+def test_backend_choice_and_errors():
+    assert SteeringPolicy(_model(), PRE, device="cpu").backend == "onnxruntime"  # auto
+    with pytest.raises(ValueError, match="not one of"):
+        SteeringPolicy(_model(), PRE, device="cpu", backend="tensorrt")
+    with pytest.raises(ValueError, match="CPU only"):
+        resolve_backend("onnxruntime", torch.device("cuda"))
+    assert resolve_backend("auto", torch.device("cuda")) == "torch"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_single_stream_path_matches_the_batched_one(backend):
+    """SteeringPolicy.step (Python floats) and BatchedSteeringPolicy.step (numpy) agree."""
+    model, images = _model(), _images(12)
+    single = SteeringPolicy(model, PRE, device="cpu", backend=backend)
+    batched = BatchedSteeringPolicy(model, PRE, 1, device="cpu", backend=backend)
+    # Steady frames, a jump back in time, a gap, no speed, a NaN speed, a NaN stamp.
+    stamps = [0.0, 0.05, 0.1, 0.02, 0.07, 0.9, 0.95, 1.0, 1.05, np.nan, 1.1, 1.15]
+    speeds = [3.0, 4.0, 5.0, 5.0, None, 6.0, np.nan, 7.0, 12.0, 8.0, 8.0, 8.0]
+    for im, t, v in zip(images, stamps, speeds, strict=True):
+        c = single.step(im, t, v)
+        a = batched.step(im[None], [t], None if v is None else [v])[0]
+        np.testing.assert_allclose([c.steer, c.throttle, c.brake], a, atol=1e-6)
+    np.testing.assert_allclose(
+        single.speed_controller.integral, batched.speed_controller.integral, atol=1e-6
+    )
+    with pytest.raises(ValueError, match="not 1"):
+        SteeringPolicy.from_batched(BatchedSteeringPolicy(model, PRE, 2, device="cpu"))
 
 
 def test_speed_controller():
@@ -101,17 +140,19 @@ def test_speed_controller():
     assert thr[0] == ctl.cruise_throttle and brk[1] > 0 and np.isfinite(ctl.integral).all()
 
 
-def test_batched_streams_are_independent():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_batched_streams_are_independent(backend):
     model, images = _model(), _images(16).reshape(8, 2, 66, 200, 3)
-    batched = BatchedSteeringPolicy(model, PRE, batch_size=2, device="cpu")
+    batched = BatchedSteeringPolicy(model, PRE, batch_size=2, device="cpu", backend=backend)
     out = np.stack([batched.step(images[i], [i * 0.05] * 2, [8.0, 8.0]) for i in range(8)])
     for k in range(2):
         np.testing.assert_allclose(out[:, k, 0], _forward(model, images[:, k]), atol=1e-5)
 
 
-def test_batched_reset_indices_and_active_mask():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_batched_reset_indices_and_active_mask(backend):
     model, images = _model(), _images(18).reshape(6, 3, 66, 200, 3)
-    p = BatchedSteeringPolicy(model, PRE, batch_size=3, device="cpu")
+    p = BatchedSteeringPolicy(model, PRE, batch_size=3, device="cpu", backend=backend)
     for i in range(3):
         p.step(images[i], [i * 0.05] * 3)
     p.reset([1])
@@ -139,9 +180,11 @@ def test_load_from_file_uses_checkpoint_settings(tmp_path):
     assert BatchedSteeringPolicy.load(path, 4, device="cpu").batch_size == 4
 
 
-def test_benchmark_latency_reports_both_modes():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_benchmark_latency_reports_both_modes(backend):
     model = _model()
-    r = benchmark_latency(model, batch=1, repeats=3, warmup=1)
+    r = benchmark_latency(model, batch=1, repeats=3, warmup=1, backend=backend)
     assert r["median_ms"] > 0 and r["p90_ms"] >= r["min_ms"] and r["window"] is None
-    r = benchmark_latency(model, batch=2, window=4, repeats=2, warmup=1)
+    assert r["backend"] == backend
+    r = benchmark_latency(model, batch=2, window=4, repeats=2, warmup=1, backend=backend)
     assert r["window"] == 4 and r["batch"] == 2

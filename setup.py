@@ -41,7 +41,7 @@ setup(
     zip_safe=True,
     entry_points={
         "console_scripts": [
-            "steering-agent = steering_agent.cli:main",
+            "steering-agent = steering_agent.cli:entry",
             "agent = steering_agent.node:main",
             "sim_bridge = steering_agent.sim_bridge:main",
             "recorder = steering_agent.recorder_node:main",

@@ -350,16 +350,21 @@ class RoadRenderer:
         """
         m = self.maps
         near, far = self._src[: m.near_h, : m.near_w], self._src[m.near_h : m.sky_row0, : m.far_w]
+        # Texturing and shading, which work pixel by pixel, are done only where the remap
+        # reads (`near_roi`, `far_roi`: rows r0:r1, columns c0:c1 of each patch). Drawing
+        # covers whole patches: clipping a polygon at a row changes its raster below.
+        nr0, nr1, nc0, nc1 = m.near_roi
+        fr0, fr1, fc0, fc1 = m.far_roi
         # texture anchored to road coordinates: it slides as the car moves along and across
         n = self._tile_n
         r0 = round(-(m.near_top + s) / m.near_res) % n
         c0 = round(-(m.near_left + lateral) / m.near_res) % n
-        tex_near = self._tex[r0 : r0 + m.near_h, c0 : c0 + m.near_w]
-        shade = self._tex_shade[r0 : r0 + m.near_h, c0 : c0 + m.near_w]
+        tex_near = self._tex[r0 + nr0 : r0 + nr1, c0 + nc0 : c0 + nc1]
+        shade = self._tex_shade[r0 + nr0 : r0 + nr1, c0 + nc0 : c0 + nc1]
         n = self._far_n
         r0 = round(-(FAR_DIST_M + s) / m.far_res) % n
         c0 = round(-(m.far_left + lateral) / m.far_res) % n
-        tex_far = self._tex_far[r0 : r0 + m.far_h, c0 : c0 + m.far_w]
+        tex_far = self._tex_far[r0 + fr0 : r0 + fr1, c0 + fc0 : c0 + fc1]
         near_lo, near_hi = s - 8.0, s + m.near_top * 1.6 + 8.0
         aff = self._affine(x, y, yaw, m.near_top, m.near_left, m.near_res)
         self.draw_patch(near, None, aff, near_lo, near_hi, m.near_res, True)
@@ -367,9 +372,11 @@ class RoadRenderer:
         # then is it copied and shaded.
         polys = self._shadow_polys(aff, near_lo, near_hi)
         if polys is not None:
-            light_near = self._light[: m.near_h, : m.near_w]
+            light_near = self._light[nr0:nr1, nc0:nc1]
             np.copyto(light_near, tex_near)
-            self.draw_shadows(light_near, aff, near_lo, near_hi, shade, polys)
+            self._mask.fill(0)
+            cv2.fillPoly(self._mask, polys, 255, cv2.LINE_8, SHIFT)
+            cv2.copyTo(shade, self._mask[nr0:nr1, nc0:nc1], light_near)
             tex_near = light_near
         far_lo, far_hi = s - 8.0, s + FAR_DIST_M * 1.6
         aff = self._affine(x, y, yaw, FAR_DIST_M, m.far_left, m.far_res)
@@ -377,9 +384,11 @@ class RoadRenderer:
         polys = self._shadow_polys(aff, far_lo, far_hi)
         if polys is not None:
             light_far = self._light[m.near_h : m.sky_row0, : m.far_w]
-            np.copyto(light_far, tex_far)
+            np.copyto(light_far[fr0:fr1, fc0:fc1], tex_far)
             self.draw_shadows(light_far, aff, far_lo, far_hi, None, polys)
-            tex_far = light_far
+            tex_far = light_far[fr0:fr1, fc0:fc1]
+        near = near[nr0:nr1, nc0:nc1]
+        far = far[fr0:fr1, fc0:fc1]
         cv2.multiply(near, tex_near, dst=near, scale=1.0 / LIGHT)
         cv2.multiply(far, tex_far, dst=far, scale=1.0 / LIGHT)
         return m.remap(self._src, jitter, out, self._sky)
@@ -427,12 +436,30 @@ class CameraMaps:
         )
         mx[in_near], my[in_near] = ncol[in_near], nrow[in_near]
         self.map1, self.map2 = cv2.convertMaps(mx, my, cv2.CV_16SC2)
+        self.near_roi, self.far_roi = self._read_regions()
         # rows that are all sky, from the top, for each jitter offset (no roll: whole rows)
         sky_row = sky.all(axis=1)
         h = camera.height
         self.sky_rows = [
             int(np.argmin(np.append(sky_row[j : j + h], False))) for j in range(2 * jitter_rows + 1)
         ]
+
+    def _read_regions(self) -> tuple[tuple[int, int, int, int], tuple[int, int, int, int]]:
+        """The part of the near and of the far patch that the remap reads (every jitter
+        offset, both bilinear neighbours, one pixel of margin), as (r0, r1, c0, c1)."""
+        mx, my = cv2.convertMaps(self.map1, self.map2, cv2.CV_32FC1)
+        col, row = np.floor(mx).astype(np.int64), np.floor(my).astype(np.int64)
+
+        def region(top: int, h: int, w: int) -> tuple[int, int, int, int]:
+            inside = (row >= top - 1) & (row < top + h) & (col >= -1) & (col < w)
+            if not inside.any():
+                return 0, 1, 0, 1
+            r, c = row[inside] - top, col[inside]
+            r0, r1 = max(int(r.min()) - 1, 0), min(int(r.max()) + 3, h)
+            c0, c1 = max(int(c.min()) - 1, 0), min(int(c.max()) + 3, w)
+            return r0, r1, c0, c1
+
+        return region(0, self.near_h, self.near_w), region(self.near_h, self.far_h, self.far_w)
 
     def remap(
         self,

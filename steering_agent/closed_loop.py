@@ -29,6 +29,20 @@ NODES: dict[str, tuple[str, str]] = {
 }
 
 
+# In-process ROS objects of closed-loop runs and benchmarks are never destroyed: Fast DDS
+# 3.2 can hang for good deleting a participant that has the TCP transport of LARGE_DATA
+# (seen here in TCPChannelResourceBasic::disconnect under rcl_node_fini, also after the
+# peer processes had exited). They stay referenced here until the process ends;
+# `cli.entry` (the `steering-agent` command) then exits with os._exit, skipping those
+# destructors, and the test suite does the same in tests/conftest.py.
+KEPT_UNTIL_EXIT: list = []
+
+
+def keep_until_exit(*objects) -> None:
+    """Hold rclpy nodes/contexts (and their DDS participant) until the process exits."""
+    KEPT_UNTIL_EXIT.extend(objects)
+
+
 def use_large_data_transport() -> None:
     """Select Fast DDS's LARGE_DATA transports for this process and its children, unless set.
 
@@ -111,7 +125,7 @@ def ros_context():
     try:
         yield context
     finally:
-        context.try_shutdown()
+        keep_until_exit(context)  # not shut down: that would delete the participant
 
 
 def _latched_qos():
@@ -134,10 +148,25 @@ def _tail(path: Path, lines: int = 15) -> str:
         return ""
 
 
-def _wait_for_done(context, procs: dict, timeout_s: float) -> tuple[dict, str]:
-    """Spin a METRICS listener until the route ends, a node exits, or `timeout_s` passes."""
+@contextmanager
+def ros_participant_node(context, name: str):
+    """A node (and an executor for it) in `context`; after the block the executor stops
+    and the node is kept until the process exits (see KEPT_UNTIL_EXIT)."""
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.node import Node
+
+    node = Node(name, context=context)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    try:
+        yield node, executor
+    finally:
+        executor.shutdown()
+        keep_until_exit(node)
+
+
+def _watch_metrics(node) -> dict:
+    """Subscribe `node` to topics.METRICS; the returned dict holds the latest values."""
     from std_msgs.msg import String
 
     from steering_agent import topics
@@ -147,26 +176,21 @@ def _wait_for_done(context, procs: dict, timeout_s: float) -> tuple[dict, str]:
     def on_metrics(msg: String) -> None:
         last.update(json.loads(msg.data))
 
-    node = Node("closed_loop_watch", context=context)
     node.create_subscription(String, topics.METRICS, on_metrics, _latched_qos())
-    executor = SingleThreadedExecutor(context=context)
-    executor.add_node(node)
+    return last
+
+
+def _wait_for_done(executor, last: dict, procs: dict, timeout_s: float) -> str:
+    """Spin until the route ends, a node exits, or `timeout_s` passes; the status."""
     deadline = time.monotonic() + timeout_s
-    status = "timeout"
-    try:
-        while time.monotonic() < deadline:
-            executor.spin_once(timeout_sec=0.2)
-            if last.get("done"):
-                status = "done"
-                break
-            dead = [name for name, p in procs.items() if p.poll() is not None]
-            if dead:
-                status = f"{', '.join(dead)} exited early"
-                break
-    finally:
-        executor.shutdown()
-        node.destroy_node()
-    return last, status
+    while time.monotonic() < deadline:
+        executor.spin_once(timeout_sec=0.2)
+        if last.get("done"):
+            return "done"
+        dead = [name for name, p in procs.items() if p.poll() is not None]
+        if dead:
+            return f"{', '.join(dead)} exited early"
+    return "timeout"
 
 
 def run_closed_loop(
@@ -202,6 +226,9 @@ def run_closed_loop(
         agent_p["checkpoint"] = str(Path(checkpoint).resolve())
     t0 = time.monotonic()
     with ExitStack() as stack:
+        context = stack.enter_context(ros_context())
+        node, executor = stack.enter_context(ros_participant_node(context, "closed_loop_watch"))
+        last = _watch_metrics(node)
         procs = {}
         if record:
             procs["recorder"] = stack.enter_context(
@@ -212,8 +239,8 @@ def run_closed_loop(
             running_node("sim_bridge", bridge_p, work / "sim_bridge.log")
         )
         procs["agent"] = stack.enter_context(running_node("agent", agent_p, work / "agent.log"))
-        context = stack.enter_context(ros_context())
-        last, status = _wait_for_done(context, procs, timeout_s)
+        status = _wait_for_done(executor, last, procs, timeout_s)
+        last = dict(last)
     wall = time.monotonic() - t0
     agent = _read_json(stats)
     if status != "done":
@@ -299,8 +326,6 @@ def measure_dds_latency(
         node's own per-frame stats (decode + policy + publish), incl. `total_ms`).
     """
     from carla_msgs.msg import CarlaEgoVehicleControl
-    from rclpy.executors import SingleThreadedExecutor
-    from rclpy.node import Node
     from rclpy.qos import QoSProfile
     from sensor_msgs.msg import Image
 
@@ -316,8 +341,11 @@ def measure_dds_latency(
     images = _camera_frames(width, height)
     latencies: list[float] = []
     lost = 0
-    with running_node("agent", agent_p, work / "agent.log") as proc, ros_context() as ctx:
-        node = Node("latency_probe", context=ctx)
+    with (
+        ros_context() as ctx,
+        ros_participant_node(ctx, "latency_probe") as (node, executor),
+        running_node("agent", agent_p, work / "agent.log") as proc,
+    ):
         replies: dict[int, float] = {}
         node.create_subscription(
             CarlaEgoVehicleControl, topics.CONTROL,
@@ -326,8 +354,6 @@ def measure_dds_latency(
             QoSProfile(depth=10),
         )  # fmt: skip
         pub = node.create_publisher(Image, topics.IMAGE, QoSProfile(depth=1))
-        executor = SingleThreadedExecutor(context=ctx)
-        executor.add_node(node)
         deadline = time.monotonic() + 60.0
         while pub.get_subscription_count() == 0 or node.count_publishers(topics.CONTROL) == 0:
             if proc.poll() is not None or time.monotonic() > deadline:
@@ -347,8 +373,6 @@ def measure_dds_latency(
                 latencies.append(replies[ns] - t_sent)
             else:
                 lost += 1
-        executor.shutdown()
-        node.destroy_node()
     return {"width": width, "height": height, "frames": frames, "lost": lost,
             "latency_ms": _percentiles_ms(latencies), "agent": _read_json(stats)}  # fmt: skip
 

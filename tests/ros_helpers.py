@@ -95,9 +95,11 @@ class Probe:
         self.spin_until(lambda: False, seconds)
 
     def close(self) -> None:
+        from steering_agent.closed_loop import keep_until_exit
+
         self.executor.shutdown()
-        self.node.destroy_node()
-        self.context.try_shutdown()
+        # Not destroyed: deleting a LARGE_DATA participant can hang (closed_loop.KEPT_UNTIL_EXIT).
+        keep_until_exit(self.node, self.context)
 
 
 def log_text(path: Path) -> str:

@@ -179,9 +179,10 @@ def carla_agent(domain, checkpoint, tmp_path_factory):
             proc, log, probe, Image, topics.IMAGE, CarlaEgoVehicleControl, topics.CONTROL
         )
     finally:
+        # The agent first: a participant whose TCP peers are up can hang when deleted.
+        _stop(proc)
         if probe is not None:
             probe.close()
-        _stop(proc)
 
 
 @pytest.fixture(scope="module")
@@ -209,9 +210,10 @@ def twist_agent(domain, checkpoint, tmp_path_factory):
             proc, log, probe, CompressedImage, topics.IMAGE + "/compressed", Twist, topics.TWIST
         )
     finally:
+        # The agent first: a participant whose TCP peers are up can hang when deleted.
+        _stop(proc)
         if probe is not None:
             probe.close()
-        _stop(proc)
 
 
 def _frames(n: int, seed: int = 1) -> list[np.ndarray]:

@@ -95,7 +95,10 @@ def test_every_verb_has_its_own_help(verb):
 
 @pytest.mark.slow
 @pytest.mark.ros
-def test_colcon_build_and_run_agent_from_install_space(tmp_path, ros_domain):
+def test_colcon_build_and_run_agent_from_install_space(tmp_path, ros_domain, monkeypatch):
+    # Default transports for the agent and this process's probe node alike: it is
+    # destroyed below, and a LARGE_DATA (TCP) participant can hang when deleted.
+    monkeypatch.delenv("FASTDDS_BUILTIN_TRANSPORTS", raising=False)
     colcon = shutil.which("colcon", path=os.path.dirname(sys.executable))
     if colcon is None:
         pytest.skip("colcon is not installed in this environment (make setup installs it)")

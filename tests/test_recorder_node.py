@@ -138,8 +138,12 @@ def test_kill_9_then_recover_bag(tmp_path, ros_domain):
     assert bag_counts([bag]) == published
 
 
-def test_parameters_have_defaults_and_descriptions(tmp_path, ros_domain):
+def test_parameters_have_defaults_and_descriptions(tmp_path, ros_domain, monkeypatch):
     import rclpy
+
+    # Default transports: the node is destroyed below, and a LARGE_DATA (TCP) participant
+    # can hang when deleted.
+    monkeypatch.delenv("FASTDDS_BUILTIN_TRANSPORTS", raising=False)
 
     from steering_agent.recorder_node import DEFAULT_TOPICS, RecorderNode, message_class
 

@@ -83,11 +83,12 @@ def bridge(tmp_path_factory):
         assert b.wait_images(1, 60.0), f"no first frame:\n{log_text(b.log)}"
         yield b
     finally:
-        if probe is not None:
-            probe.close()
+        # The bridge first: a participant whose TCP peers are up can hang when deleted.
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        if probe is not None:
+            probe.close()
         restore_domain(old)
 
 

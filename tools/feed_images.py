@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -81,10 +82,13 @@ def main(argv: list[str] | None = None) -> int:
             counts[key] += 1
     time.sleep(args.linger)  # reliable delivery (and repairs) before the writers go away
     print(json.dumps({"published": counts, "seconds": round(time.monotonic() - start, 2)}))
-    node.destroy_node()
-    rclpy.shutdown()
+    # No destroy_node()/shutdown(): Fast DDS 3.2 can hang deleting a LARGE_DATA (TCP)
+    # participant; the caller exits the process with os._exit instead.
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

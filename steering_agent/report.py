@@ -58,6 +58,7 @@ def versions() -> dict:
         "platform": platform.platform(),
         "ros_distro": os.environ.get("ROS_DISTRO"),
         "rclpy": _dist_version("rclpy"),
+        "onnxruntime": _dist_version("onnxruntime"),  # the CPU per-frame backend, when present
     }
     return out
 

@@ -63,5 +63,5 @@ def test_video_has_one_frame_per_step_and_the_composed_layout(expert_run):
 
 def test_versions_record_machine_and_libraries():
     v = report.versions()
-    for key in ("python", "numpy", "opencv", "torch", "cpu", "cores"):
+    for key in ("python", "numpy", "opencv", "torch", "onnxruntime", "cpu", "cores"):
         assert v[key], key

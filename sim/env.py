@@ -204,7 +204,7 @@ class DriveEnv(gym.Env):
             st.x, st.y, st.yaw, ahead, 0.5 * size * metres_per_px, metres_per_px
         )
         self.renderer.draw_patch(
-            img, None, aff, s - size * metres_per_px, s + 1.5 * ahead, metres_per_px, True
+            img, aff, s - size * metres_per_px, s + 1.5 * ahead, metres_per_px, True
         )
         cx, cy = size // 2, int(0.7 * size)
         hl, hw = max(2, int(2.3 / metres_per_px)), max(1, int(0.95 / metres_per_px))

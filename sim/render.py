@@ -260,16 +260,14 @@ class RoadRenderer:
     def draw_patch(
         self,
         colour: np.ndarray,
-        light: np.ndarray | None,
         aff: np.ndarray,
         s_lo: float,
         s_hi: float,
         res: float,
         fine: bool,
-        shade: np.ndarray | None = None,
     ) -> None:
-        """Rasterise the road into a top-down `colour` image (and shadows into `light`:
-        flat, or copied from `shade`, a darkened twin of `light`, when given)."""
+        """Rasterise the road between arc lengths `s_lo` and `s_hi` into a top-down
+        `colour` image (shadows go into the light layer: `_light_layer`)."""
         road, st = self.road, self.style
         grass, shoulder, asphalt, line, faint, thick = self._colours(res, fine)
         # fewer vertices where pixels are coarse: chords of 2 m bend < 2 cm at 25 m radius
@@ -298,8 +296,6 @@ class RoadRenderer:
             cv2.polylines(colour, dashes, False, line, thick, cv2.LINE_8, SHIFT)
         else:  # mip level: a dashed line seen from afar is a fainter solid line
             cv2.polylines(colour, [pts[6]], False, faint, 1, cv2.LINE_8, SHIFT)
-        if light is not None:
-            self.draw_shadows(light, aff, s_lo, s_hi, shade)
 
     def _shadow_polys(self, aff: np.ndarray, s_lo: float, s_hi: float) -> list | None:
         """The shadow polygons near [s_lo, s_hi] in patch pixels, or None if there are none."""
@@ -309,27 +305,30 @@ class RoadRenderer:
             return None
         return list((self._shadows[i:j] @ aff[:, :2].T + aff[:, 2]).astype(np.int32))
 
-    def draw_shadows(
+    def _light_layer(
         self,
+        polys: list | None,
+        tex: np.ndarray,
         light: np.ndarray,
-        aff: np.ndarray,
-        s_lo: float,
-        s_hi: float,
+        roi: tuple[int, int, int, int],
         shade: np.ndarray | None = None,
-        polys: list | None = None,
-    ) -> bool:
-        """Shadows into the light layer `light`: flat, or copied from `shade` (a darkened
-        twin of `light`) when given. Returns whether any shadow was near."""
-        poly = polys if polys is not None else self._shadow_polys(aff, s_lo, s_hi)
-        if poly is None:
-            return False
+    ) -> np.ndarray:
+        """The light layer over `roi` of a patch: the texture view `tex` itself when no
+        shadow is near, else `tex` copied into `light` (the patch's whole layer) and
+        shaded where `polys` fall: flat, or from `shade` (the darkened texture over roi).
+        The polygons are rasterised over the whole patch, so roi does not change them."""
+        if polys is None:
+            return tex
+        r0, r1, c0, c1 = roi
+        out = light[r0:r1, c0:c1]
+        np.copyto(out, tex)
         if shade is None:
-            cv2.fillPoly(light, poly, (self.style.shadow_light,) * 3, cv2.LINE_8, SHIFT)
+            cv2.fillPoly(light, polys, (self.style.shadow_light,) * 3, cv2.LINE_8, SHIFT)
         else:
             self._mask.fill(0)
-            cv2.fillPoly(self._mask, poly, 255, cv2.LINE_8, SHIFT)
-            cv2.copyTo(shade, self._mask, light)
-        return True
+            cv2.fillPoly(self._mask, polys, 255, cv2.LINE_8, SHIFT)
+            cv2.copyTo(shade, self._mask[r0:r1, c0:c1], out)
+        return out
 
     def render(
         self,
@@ -367,30 +366,27 @@ class RoadRenderer:
         tex_far = self._tex_far[r0 + fr0 : r0 + fr1, c0 + fc0 : c0 + fc1]
         near_lo, near_hi = s - 8.0, s + m.near_top * 1.6 + 8.0
         aff = self._affine(x, y, yaw, m.near_top, m.near_left, m.near_res)
-        self.draw_patch(near, None, aff, near_lo, near_hi, m.near_res, True)
-        # The light layer is the texture itself unless a shadow falls on the patch; only
-        # then is it copied and shaded.
-        polys = self._shadow_polys(aff, near_lo, near_hi)
-        if polys is not None:
-            light_near = self._light[nr0:nr1, nc0:nc1]
-            np.copyto(light_near, tex_near)
-            self._mask.fill(0)
-            cv2.fillPoly(self._mask, polys, 255, cv2.LINE_8, SHIFT)
-            cv2.copyTo(shade, self._mask[nr0:nr1, nc0:nc1], light_near)
-            tex_near = light_near
+        self.draw_patch(near, aff, near_lo, near_hi, m.near_res, True)
+        light_near = self._light_layer(
+            self._shadow_polys(aff, near_lo, near_hi),
+            tex_near,
+            self._light[: m.near_h, : m.near_w],
+            m.near_roi,
+            shade,
+        )
         far_lo, far_hi = s - 8.0, s + FAR_DIST_M * 1.6
         aff = self._affine(x, y, yaw, FAR_DIST_M, m.far_left, m.far_res)
-        self.draw_patch(far, None, aff, far_lo, far_hi, m.far_res, False)
-        polys = self._shadow_polys(aff, far_lo, far_hi)
-        if polys is not None:
-            light_far = self._light[m.near_h : m.sky_row0, : m.far_w]
-            np.copyto(light_far[fr0:fr1, fc0:fc1], tex_far)
-            self.draw_shadows(light_far, aff, far_lo, far_hi, None, polys)
-            tex_far = light_far[fr0:fr1, fc0:fc1]
+        self.draw_patch(far, aff, far_lo, far_hi, m.far_res, False)
+        light_far = self._light_layer(
+            self._shadow_polys(aff, far_lo, far_hi),
+            tex_far,
+            self._light[m.near_h : m.sky_row0, : m.far_w],
+            m.far_roi,
+        )
         near = near[nr0:nr1, nc0:nc1]
         far = far[fr0:fr1, fc0:fc1]
-        cv2.multiply(near, tex_near, dst=near, scale=1.0 / LIGHT)
-        cv2.multiply(far, tex_far, dst=far, scale=1.0 / LIGHT)
+        cv2.multiply(near, light_near, dst=near, scale=1.0 / LIGHT)
+        cv2.multiply(far, light_far, dst=far, scale=1.0 / LIGHT)
         return m.remap(self._src, jitter, out, self._sky)
 
 

@@ -160,6 +160,20 @@ def resolve_backend(backend: str, device: torch.device) -> str:
     return backend
 
 
+def ort_cpu_session(graph: bytes, threads: int):
+    """An onnxruntime CPU session for `graph` on `threads` threads, without busy-waiting
+    between runs (the cores are shared with the camera and the simulator; it costs about
+    0.1 ms per step)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    opts.log_severity_level = 3
+    return ort.InferenceSession(graph, opts, providers=["CPUExecutionProvider"])
+
+
 class _TorchStepper:
     """The network stepped by PyTorch on any device; the LSTM state lives on the device."""
 
@@ -213,20 +227,9 @@ class _OrtStepper:
     name = "onnxruntime"
 
     def __init__(self, model: SteeringNet, batch: int, threads: int) -> None:
-        import onnxruntime as ort
-
         from steering_agent.onnx_export import step_graph_bytes
 
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        # No busy-waiting between frames: the cores are shared with the camera and the
-        # simulator. It costs about 0.1 ms per step.
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        opts.log_severity_level = 3
-        self._sess = ort.InferenceSession(
-            step_graph_bytes(model), opts, providers=["CPUExecutionProvider"]
-        )
+        self._sess = ort_cpu_session(step_graph_bytes(model), threads)
         cfg = model.cfg
         self._state = None
         if model.recurrent:
@@ -510,17 +513,9 @@ def _window_runner(policy: BatchedSteeringPolicy, batch: int, window: int):
     cfg_m = model.cfg
     u8 = np.empty((batch, 3, cfg.height, cfg.width), dtype=np.uint8)
     if policy.backend == "onnxruntime":
-        import onnxruntime as ort
-
         from steering_agent.onnx_export import sequence_graph_bytes
 
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = torch.get_num_threads()
-        opts.inter_op_num_threads = 1
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        sess = ort.InferenceSession(
-            sequence_graph_bytes(model), opts, providers=["CPUExecutionProvider"]
-        )
+        sess = ort_cpu_session(sequence_graph_bytes(model), torch.get_num_threads())
         hist = np.zeros((batch, window, 3, cfg.height, cfg.width), dtype=np.float32)
         feeds = {"frames": hist}
         if model.recurrent:  # every window starts from the zero state

@@ -37,6 +37,24 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+@pytest.fixture(scope="module")
+def domain():
+    """A DDS domain for a whole test module (its node processes live across tests)."""
+    from tests.ros_helpers import restore_domain, set_domain, unique_domain
+
+    old = set_domain(unique_domain())
+    yield
+    restore_domain(old)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """A checkpoint of an untrained network, shared by a module's node tests."""
+    from tests.ros_helpers import random_checkpoint
+
+    return random_checkpoint(tmp_path_factory.mktemp("ckpt") / "random.pt")
+
+
 @pytest.fixture
 def ros_domain(monkeypatch):
     """A DDS domain of this test's own, so parallel or leftover processes never cross-talk."""

@@ -9,24 +9,11 @@ import pytest
 
 from sim.seeds import eval_seeds
 from steering_agent.cli import main
-from tests.ros_helpers import random_checkpoint, restore_domain, set_domain, unique_domain
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = REPO / "checkpoints" / "cnn_lstm.pt"
 
-pytestmark = [pytest.mark.ros, pytest.mark.slow]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def domain():
-    old = set_domain(unique_domain())
-    yield
-    restore_domain(old)
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    return random_checkpoint(tmp_path_factory.mktemp("ckpt") / "random.pt")
+pytestmark = [pytest.mark.ros, pytest.mark.slow, pytest.mark.usefixtures("domain")]
 
 
 def _closed_loop(tmp_path: Path, *args: str) -> tuple[int, dict]:

@@ -15,12 +15,8 @@ from steering_agent import control_msgs
 from tests.ros_helpers import (
     Probe,
     log_text,
-    random_checkpoint,
-    restore_domain,
-    set_domain,
     stamp_ns,
     time_msg,
-    unique_domain,
 )
 
 W, H = 200, 66
@@ -141,18 +137,6 @@ class AgentUnderTest:
 
         self.probe.spin_until(has_reply, timeout_s)
         return found[0] if found else None
-
-
-@pytest.fixture(scope="module")
-def domain():
-    old = set_domain(unique_domain())
-    yield
-    restore_domain(old)
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    return random_checkpoint(tmp_path_factory.mktemp("ckpt") / "random.pt")
 
 
 @pytest.fixture(scope="module")

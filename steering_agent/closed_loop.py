@@ -29,13 +29,22 @@ NODES: dict[str, tuple[str, str]] = {
 }
 
 
-# In-process ROS objects of closed-loop runs and benchmarks are never destroyed: Fast DDS
-# 3.2 can hang for good deleting a participant that has the TCP transport of LARGE_DATA
-# (seen here in TCPChannelResourceBasic::disconnect under rcl_node_fini, also after the
-# peer processes had exited). They stay referenced here until the process ends;
-# `cli.entry` (the `steering-agent` command) then exits with os._exit, skipping those
-# destructors, and the test suite does the same in tests/conftest.py.
+# In-process ROS objects of benchmarks and tests are never destroyed: Fast DDS 3.2 could
+# hang for good deleting a participant that had the TCP transport of its LARGE_DATA mode
+# (seen in TCPChannelResourceBasic::disconnect under rcl_node_fini). The project's own
+# profile (use_local_transport) has no TCP, but a user may still choose LARGE_DATA. The
+# objects stay referenced here until the process ends; `cli.entry` (the `steering-agent`
+# command) then exits with os._exit, skipping those destructors, and the test suite does
+# the same in tests/conftest.py.
 KEPT_UNTIL_EXIT: list = []
+
+# Environment variables that choose Fast DDS transports or profiles (3.x and 2.x names).
+TRANSPORT_CHOICES = (
+    "FASTDDS_BUILTIN_TRANSPORTS",
+    "FASTDDS_DEFAULT_PROFILES_FILE",
+    "FASTRTPS_DEFAULT_PROFILES_FILE",
+)
+LOCAL_PROFILE = "fastdds_local.xml"
 
 
 def keep_until_exit(*objects) -> None:
@@ -43,16 +52,35 @@ def keep_until_exit(*objects) -> None:
     KEPT_UNTIL_EXIT.extend(objects)
 
 
-def use_large_data_transport() -> None:
-    """Select Fast DDS's LARGE_DATA transports for this process and its children, unless set.
+def local_transport_env(env: dict) -> dict:
+    """`env` with Fast DDS pointed at config/fastdds_local.xml, unless it already chooses
+    transports or a profile file (TRANSPORT_CHOICES): then `env` unchanged.
 
-    With the default UDP transport, best-effort 800x600 bgra8 frames (1.9 MB) lose
-    fragments on loopback: measured here, 1 of 210 frames reached the agent; with
-    LARGE_DATA (shared memory + TCP) none was lost. Every process of the loop inherits
-    it; a participant with other transports may not reach these across machines, so
-    the nodes themselves do not set it.
+    The profile: shared memory with a 16 MB segment plus UDPv4, no TCP. With Fast DDS's
+    default transports, best-effort 800x600 bgra8 frames (1.9 MB) lost fragments on
+    loopback: measured here, 1 of 210 frames reached the agent. LARGE_DATA (SHM + TCP)
+    lost none, but its TCP transport hung deleting participants and, in long test
+    sessions, left some new participants undiscovered: 1 of 4 full test runs passed
+    here, and one CI run failed; with this profile 5 of 5 passed (README, "Large
+    images over DDS").
     """
-    os.environ.setdefault("FASTDDS_BUILTIN_TRANSPORTS", "LARGE_DATA")
+    if any(env.get(name) for name in TRANSPORT_CHOICES):
+        return env
+    profile = str(config_file(LOCAL_PROFILE))
+    # Fast DDS 2 (Humble) reads the FASTRTPS_ name; Jazzy and Kilted warn that it is
+    # deprecated, so it is set only on Humble.
+    name = "FASTRTPS" if env.get("ROS_DISTRO") == "humble" else "FASTDDS"
+    return {**env, f"{name}_DEFAULT_PROFILES_FILE": profile}
+
+
+def use_local_transport() -> None:
+    """Apply local_transport_env to this process (before its first rclpy context) and so
+    to its children. The nodes themselves never set it: across machines a user's own
+    transport choice must win."""
+    chosen = local_transport_env(dict(os.environ))
+    for name in TRANSPORT_CHOICES[1:]:
+        if name in chosen:
+            os.environ[name] = chosen[name]
 
 
 def _ros_value(value) -> str:
@@ -79,7 +107,7 @@ def start_node(
     executable: str, overrides: dict, log_path: Path, remaps: dict | None = None
 ) -> subprocess.Popen:
     """Start one node process; its stdout and stderr go to `log_path`."""
-    use_large_data_transport()
+    use_local_transport()
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     repo = str(Path(__file__).resolve().parents[1])  # run this checkout's code, not a copy
     env["PYTHONPATH"] = os.pathsep.join(p for p in (repo, env.get("PYTHONPATH", "")) if p)
@@ -119,19 +147,13 @@ def ros_context():
     """An rclpy context of its own (ROS_DOMAIN_ID from the environment), shut down after."""
     import rclpy
 
-    use_large_data_transport()
+    use_local_transport()
     context = rclpy.Context()
     rclpy.init(context=context, signal_handler_options=rclpy.signals.SignalHandlerOptions.NO)
     try:
         yield context
     finally:
         keep_until_exit(context)  # not shut down: that would delete the participant
-
-
-def _latched_qos():
-    from rclpy.qos import DurabilityPolicy, QoSProfile
-
-    return QoSProfile(depth=10, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
 def _read_json(path: Path) -> dict:
@@ -165,32 +187,21 @@ def ros_participant_node(context, name: str):
         keep_until_exit(node)
 
 
-def _watch_metrics(node) -> dict:
-    """Subscribe `node` to topics.METRICS; the returned dict holds the latest values."""
-    from std_msgs.msg import String
-
-    from steering_agent import topics
-
-    last: dict = {}
-
-    def on_metrics(msg: String) -> None:
-        last.update(json.loads(msg.data))
-
-    node.create_subscription(String, topics.METRICS, on_metrics, _latched_qos())
-    return last
-
-
-def _wait_for_done(executor, last: dict, procs: dict, timeout_s: float) -> str:
-    """Spin until the route ends, a node exits, or `timeout_s` passes; the status."""
+def _wait_for_done(metrics_file: Path, procs: dict, timeout_s: float) -> tuple[str, dict]:
+    """Poll the bridge's metrics file until the route ends, a node exits, or `timeout_s`
+    passes; (status, the latest metrics)."""
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        executor.spin_once(timeout_sec=0.2)
+    last: dict = {}
+    while True:
+        last = _read_json(metrics_file) or last
         if last.get("done"):
-            return "done"
+            return "done", last
         dead = [name for name, p in procs.items() if p.poll() is not None]
         if dead:
-            return f"{', '.join(dead)} exited early"
-    return "timeout"
+            return f"{', '.join(dead)} exited early", last
+        if time.monotonic() >= deadline:
+            return "timeout", last
+        time.sleep(0.1)
 
 
 def run_closed_loop(
@@ -225,10 +236,12 @@ def run_closed_loop(
     if checkpoint:
         agent_p["checkpoint"] = str(Path(checkpoint).resolve())
     t0 = time.monotonic()
+    # The harness itself joins no DDS domain: the bridge also writes its metrics (those
+    # of topics.METRICS) to a file, which is polled here.
+    metrics_file = work / "bridge_metrics.json"
+    metrics_file.unlink(missing_ok=True)
+    bridge_p["metrics_file"] = str(metrics_file.resolve())
     with ExitStack() as stack:
-        context = stack.enter_context(ros_context())
-        node, executor = stack.enter_context(ros_participant_node(context, "closed_loop_watch"))
-        last = _watch_metrics(node)
         procs = {}
         if record:
             procs["recorder"] = stack.enter_context(
@@ -239,8 +252,7 @@ def run_closed_loop(
             running_node("sim_bridge", bridge_p, work / "sim_bridge.log")
         )
         procs["agent"] = stack.enter_context(running_node("agent", agent_p, work / "agent.log"))
-        status = _wait_for_done(executor, last, procs, timeout_s)
-        last = dict(last)
+        status, last = _wait_for_done(metrics_file, procs, timeout_s)
     wall = time.monotonic() - t0
     agent = _read_json(stats)
     if status != "done":

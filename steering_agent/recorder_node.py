@@ -10,9 +10,10 @@ SIGTERM closes the bag (index and metadata.yaml written). Every `flush_period_s`
 pending chunk is written out, so after `kill -9` at most that much is lost and
 `steering_agent.bagio.recover_bag` makes the rest readable.
 
-With 800x600 frames over Fast DDS's default UDP transport, a few small samples beside
-the 2 MB frames were lost (measured); `FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA` (shared
-memory + TCP, Fast DDS >= 2.13, in every process) delivered all of them.
+With 800x600 frames over Fast DDS's default transports, a few small samples beside the
+2 MB frames were lost (measured); the project's one-host profile, config/fastdds_local.xml
+(shared memory with a 16 MB segment + UDP; `FASTDDS_DEFAULT_PROFILES_FILE`, in every
+process), delivers all of them (tests/test_recorder_node.py).
 """
 
 from __future__ import annotations

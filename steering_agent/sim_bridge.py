@@ -26,15 +26,19 @@ second command for one frame), `unmatched_controls` (a stamp of no recent frame)
 `watchdog_controls`, `done`, `reason` (`running`, `route_complete`, `off_road`,
 `max_steps`, `truncated`), and, every `metrics_every` steps and at the end,
 `summary` (steering_agent.metrics.summarize_episode). Once done, the world stops.
+With the `metrics_file` parameter set, each of these objects also replaces that file
+(what `steering-agent closed-loop` watches: no DDS participant in the harness).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 import time
 from collections import OrderedDict
+from pathlib import Path
 
 import numpy as np
 import rclpy
@@ -90,6 +94,10 @@ PARAMETERS = {
     ),
     "max_steps": (0, _desc("stop after this many steps (0: at the route's end)", 0, 10**9, True)),
     "metrics_every": (20, _desc("publish the episode summary every N steps", 1, 10**6, True)),
+    "metrics_file": (
+        "",
+        _desc("also write each metrics JSON to this file (replaced atomically); empty: no"),
+    ),
 }
 
 
@@ -378,7 +386,17 @@ class SimBridgeNode(Node):
         return out
 
     def publish_metrics(self) -> None:
-        self._pub_metrics.publish(String(data=json.dumps(self.metrics(with_summary=True))))
+        data = json.dumps(self.metrics(with_summary=True))
+        if self.p["metrics_file"]:  # first: who saw the message finds the file as new
+            write_atomically(Path(self.p["metrics_file"]), data)
+        self._pub_metrics.publish(String(data=data))
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Replace `path` by `text` so that a reader sees the old or the new file, never half."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def main(args: list[str] | None = None) -> int:
@@ -397,6 +415,8 @@ def main(args: list[str] | None = None) -> int:
         if node is not None:
             final = json.dumps(node.metrics(with_summary=True))
             print(f"[sim_bridge] final metrics: {final}", file=sys.stderr)
+            if node.p["metrics_file"]:
+                write_atomically(Path(node.p["metrics_file"]), final)
             node.env.close()
             node.destroy_node()
         rclpy.try_shutdown()

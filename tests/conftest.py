@@ -16,6 +16,13 @@ if sys.prefix not in _prefix.split(os.pathsep):
     os.environ["AMENT_PREFIX_PATH"] = os.pathsep.join(p for p in (sys.prefix, _prefix) if p)
 os.environ.setdefault("PYTHONUNBUFFERED", "1")
 
+# Every DDS participant of the session, in this process (loaded once, at its first one)
+# and in the node processes it starts, uses the project's one-host Fast DDS profile, as
+# `steering-agent closed-loop` gives its nodes (config/fastdds_local.xml).
+from steering_agent.closed_loop import use_local_transport  # noqa: E402
+
+use_local_transport()
+
 
 def _have_rclpy() -> bool:
     try:

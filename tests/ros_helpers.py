@@ -62,9 +62,9 @@ class Probe:
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.node import Node
 
-        from steering_agent.closed_loop import use_large_data_transport
+        from steering_agent.closed_loop import use_local_transport
 
-        use_large_data_transport()  # as the node processes started by closed_loop.start_node
+        use_local_transport()  # as the node processes started by closed_loop.start_node
         self.context = rclpy.Context()
         rclpy.init(
             context=self.context, signal_handler_options=rclpy.signals.SignalHandlerOptions.NO
@@ -98,7 +98,7 @@ class Probe:
         from steering_agent.closed_loop import keep_until_exit
 
         self.executor.shutdown()
-        # Not destroyed: deleting a LARGE_DATA participant can hang (closed_loop.KEPT_UNTIL_EXIT).
+        # Not destroyed: deleting a participant can hang (closed_loop.KEPT_UNTIL_EXIT).
         keep_until_exit(self.node, self.context)
 
 

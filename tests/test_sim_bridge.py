@@ -47,6 +47,9 @@ class BridgeUnderTest:
     def metrics(self) -> dict:
         return json.loads(self.metrics_msgs[-1].data) if self.metrics_msgs else {}
 
+    def metrics_file(self) -> dict:
+        return json.loads((self.log.parent / "metrics.json").read_text())
+
     def wait_images(self, n: int, timeout_s: float = 15.0) -> bool:
         return self.probe.spin_until(lambda: len(self.images) >= n, timeout_s)
 
@@ -74,7 +77,8 @@ def bridge(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("sim_bridge")
     params = {"seed": 1_000_000, "width": W, "height": H, "route_length_m": 200.0,
               "mode": "sync", "max_steps": MAX_STEPS, "sync_resend_s": 0.5,
-              "startup_timeout_s": 30.0}  # fmt: skip
+              "startup_timeout_s": 30.0,
+              "metrics_file": str(tmp / "metrics.json")}  # fmt: skip
     proc = start_node("sim_bridge", params, tmp / "sim_bridge.log")
     probe = None
     try:
@@ -156,6 +160,7 @@ def test_drives_to_max_steps_and_reports_metrics(bridge):
     assert m["progress_m"] > 1.0 and bridge.speeds[-1].data > 0.5
     assert m["summary"]["steps"] == MAX_STEPS and "mean_abs_lateral_m" in m["summary"]
     assert set(m["accepts"]) == {"carla", "twist"}
+    assert bridge.metrics_file() == m  # the same object, also in the metrics_file
 
 
 def test_sigterm_exits_cleanly(bridge):
@@ -163,3 +168,6 @@ def test_sigterm_exits_cleanly(bridge):
     assert bridge.proc.wait(15) == 0
     log = log_text(bridge.log)
     assert "Traceback" not in log and "final metrics" in log
+    final = bridge.metrics_file()  # rewritten at shutdown, with the counts up to then
+    assert final["done"] and final["step"] == MAX_STEPS
+    assert final["controls_received"] >= bridge.metrics()["controls_received"]

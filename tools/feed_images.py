@@ -3,8 +3,9 @@
     python tools/feed_images.py --rate 30 --duration 60 --width 800 --height 600
 
 Publishes sensor_msgs/Image (bgra8), std_msgs/Float32 speed and rosgraph_msgs/Clock at
-`--rate` Hz, after waiting for `--wait-subscribers` subscribers on each topic, and
-prints a JSON line with the counts it published.
+`--rate` Hz, after waiting for `--wait-subscribers` subscribers on each topic, waits
+for them to acknowledge every message, and prints a JSON line with the counts it
+published and whether all were acknowledged.
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+_KEPT: list = []  # ROS objects held until os._exit (see the end of main)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,12 +39,19 @@ def main(argv: list[str] | None = None) -> int:
         "--linger",
         type=float,
         default=1.0,
-        help="seconds to stay up after the last message (for repairs)",
+        help="seconds to stay up after every subscriber acknowledged the last message",
+    )
+    parser.add_argument(
+        "--ack-timeout",
+        type=float,
+        default=20.0,
+        help="wait at most this long (s) for subscribers to acknowledge every message",
     )
     args = parser.parse_args(argv)
 
     import numpy as np
     import rclpy
+    from rclpy.duration import Duration
     from rclpy.qos import QoSProfile
     from rosgraph_msgs.msg import Clock
     from sensor_msgs.msg import Image
@@ -57,6 +68,10 @@ def main(argv: list[str] | None = None) -> int:
         "speed": node.create_publisher(Float32, topics.SPEEDOMETER, qos),
         "clock": node.create_publisher(Clock, topics.CLOCK, qos),
     }
+    # No destroy_node()/shutdown(), and the node and publishers outlive main(): Fast DDS
+    # 3.2 can hang deleting a LARGE_DATA (TCP) participant or its writers (also when the
+    # last reference goes away; seen here); the process ends with os._exit instead.
+    _KEPT.extend([node, pubs])
     rgb = np.random.default_rng(0).integers(0, 256, (args.height, args.width, 3), np.uint8)
     image = fill_image_msg(Image(), rgb, "bgra8")
     image.header.frame_id = f"{topics.ROLE}/rgb_front"
@@ -80,10 +95,13 @@ def main(argv: list[str] | None = None) -> int:
         pubs["speed"].publish(Float32(data=float(i % 20)))
         for key in counts:
             counts[key] += 1
-    time.sleep(args.linger)  # reliable delivery (and repairs) before the writers go away
-    print(json.dumps({"published": counts, "seconds": round(time.monotonic() - start, 2)}))
-    # No destroy_node()/shutdown(): Fast DDS 3.2 can hang deleting a LARGE_DATA (TCP)
-    # participant; the caller exits the process with os._exit instead.
+    seconds = round(time.monotonic() - start, 2)
+    # Reliable delivery: a sample lost on the way is repaired only after the writer's next
+    # heartbeat (seconds apart), so wait until every subscriber has acknowledged all.
+    timeout = Duration(seconds=args.ack_timeout)
+    acked = {key: pub.wait_for_all_acked(timeout) for key, pub in pubs.items()}
+    time.sleep(args.linger)
+    print(json.dumps({"published": counts, "acked": acked, "seconds": seconds}))
     return 0
 
 

@@ -37,9 +37,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--width", type=int, default=800)
     parser.add_argument("--height", type=int, default=600)
     parser.add_argument(
-        "--udp",
-        action="store_true",
-        help="Fast DDS default transports instead of LARGE_DATA (SHM + TCP)",
+        "--transport",
+        choices=("local", "default", "large_data"),
+        default="local",
+        help="local: config/fastdds_local.xml (SHM 16 MB + UDP); default: Fast DDS's "
+        "builtin transports; large_data: FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA (SHM + TCP)",
     )
     parser.add_argument("--keep", type=Path, default=None, help="keep the bags in this folder")
     args = parser.parse_args(argv)
@@ -50,7 +52,13 @@ def main(argv: list[str] | None = None) -> int:
 
     env = {**os.environ, "PYTHONPATH": str(REPO), "AMENT_PREFIX_PATH": sys.prefix}
     env.setdefault("ROS_DOMAIN_ID", str(1 + os.getpid() % 100))
-    if not args.udp:  # over UDP, 2 MB frames crowd out some small samples (measured)
+    from steering_agent.closed_loop import TRANSPORT_CHOICES, local_transport_env
+
+    for name in TRANSPORT_CHOICES:  # this run's choice, not the caller's environment
+        env.pop(name, None)
+    if args.transport == "local":  # default: 2 MB frames crowd out small samples (measured)
+        env = local_transport_env(env)
+    elif args.transport == "large_data":
         env["FASTDDS_BUILTIN_TRANSPORTS"] = "LARGE_DATA"
     tmp = tempfile.TemporaryDirectory()
     output = args.keep or Path(tmp.name) / "rec"
@@ -107,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
                 recorded[conn.topic] = recorded.get(conn.topic, 0) + conn.msgcount
     result = {
         "frames": f"{args.width}x{args.height} bgra8 at {args.rate:g} Hz for {args.duration:g} s",
-        "transport": env.get("FASTDDS_BUILTIN_TRANSPORTS", "DEFAULT"),
+        "transport": args.transport,
         "published": dict(zip(fed, published.values(), strict=True)),
         "recorded": recorded,
         "all_recorded": recorded == dict(zip(fed, published.values(), strict=True)),

@@ -1,10 +1,11 @@
 """One preprocessing function shared by training and inference.
 
-Crop the sky and the bonnet (fractions of the image height), resize to the network's
-input size (`resize`: exact 2x box reductions, then bilinear), convert the colour space,
-and lay the result out as uint8 CHW. `normalize` turns that into the float input of the
-network. The settings live in a `PreprocessConfig` that is stored in every checkpoint, so
-inference always uses exactly what training used.
+Crop a frame taller than the training camera's aspect ratio to it (rows around the
+centre: `aspect_crop`), crop the sky and the bonnet (fractions of the image height),
+resize to the network's input size (`resize`: exact 2x box reductions, then bilinear),
+convert the colour space, and lay the result out as uint8 CHW. `normalize` turns that
+into the float input of the network. The settings live in a `PreprocessConfig` that is
+stored in every checkpoint, so inference always uses exactly what training used.
 """
 
 from __future__ import annotations
@@ -28,6 +29,14 @@ class PreprocessConfig:
         height: network input height in pixels (PilotNet: 66).
         width: network input width in pixels (PilotNet: 200).
         color: "yuv" (as PilotNet) or "rgb".
+        aspect_crop: keep only the centre rows of a frame whose width / height is below
+            `camera_aspect` (a taller frame, e.g. CARLA's 4:3 800x600 against 200x66),
+            as many as a frame of that aspect has. For pinhole cameras with the same
+            horizontal field of view and a centred principal point (CARLA's and the
+            embedded camera at their 90-degree default), those rows see exactly what
+            the training camera saw, so the network is not fed a squeezed road.
+            Frames of the training aspect are untouched. Checkpoints saved before this
+            setting existed load with it off (as they were trained).
     """
 
     crop_top: float = 0.0
@@ -35,6 +44,7 @@ class PreprocessConfig:
     height: int = 66
     width: int = 200
     color: str = "yuv"
+    aspect_crop: bool = True
 
     def __post_init__(self) -> None:
         if not (
@@ -56,12 +66,25 @@ class PreprocessConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> PreprocessConfig:
+        d = dict(d)
+        d.setdefault("aspect_crop", False)  # saved before it existed: as trained
         return cls(**d)
 
-    def crop_rows(self, image_height: int) -> tuple[int, int]:
-        """The row range [top, bottom) kept from an image `image_height` rows tall."""
-        top = round(self.crop_top * image_height)
-        bottom = image_height - round(self.crop_bottom * image_height)
+    @property
+    def camera_aspect(self) -> float:
+        """Width / height of the frames this config maps onto the network input without
+        distortion: after the crop fractions they have the network's aspect."""
+        return self.width / self.height * (1.0 - self.crop_top - self.crop_bottom)
+
+    def crop_rows(self, image_height: int, image_width: int | None = None) -> tuple[int, int]:
+        """The row range [top, bottom) kept from an image `image_height` rows tall (and,
+        for `aspect_crop`, `image_width` columns wide)."""
+        offset, rows = 0, image_height
+        if self.aspect_crop and image_width is not None:
+            rows = min(image_height, max(1, round(image_width / self.camera_aspect)))
+            offset = (image_height - rows) // 2
+        top = offset + round(self.crop_top * rows)
+        bottom = offset + rows - round(self.crop_bottom * rows)
         if bottom - top < 1:
             raise ValueError(f"crop of {self} leaves no rows of a {image_height}-row image")
         return top, bottom
@@ -97,7 +120,7 @@ def resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
 
 
 def _one_frame(image: np.ndarray, cfg: PreprocessConfig, out_chw: np.ndarray) -> None:
-    top, bottom = cfg.crop_rows(image.shape[0])
+    top, bottom = cfg.crop_rows(image.shape[0], image.shape[1])
     crop = image[top:bottom]
     if crop.shape[0] != cfg.height or crop.shape[1] != cfg.width:
         crop = resize(crop, cfg.width, cfg.height)

@@ -37,6 +37,33 @@ def test_crop_and_resize_use_the_configured_rows():
     assert out.max() == 0
 
 
+def test_aspect_crop_keeps_the_training_cameras_rows_of_a_taller_frame():
+    cfg = PreprocessConfig()  # 200x66 network input, no crop fractions: aspect 200/66
+    img = np.random.default_rng(1).integers(0, 256, (600, 800, 3), dtype=np.uint8)
+    assert cfg.crop_rows(600, 800) == (168, 432)  # 264 = 800 * 66 / 200 centre rows
+    out = preprocess_frames(img, cfg)
+    np.testing.assert_array_equal(out, preprocess_frames(img[168:432], cfg))
+    squeezed = preprocess_frames(img, PreprocessConfig(aspect_crop=False))
+    assert not np.array_equal(out, squeezed)
+    # Frames of the training aspect, or wider, are untouched.
+    native = _frames(1)
+    np.testing.assert_array_equal(
+        preprocess_frames(native, cfg),
+        preprocess_frames(native, PreprocessConfig(aspect_crop=False)),
+    )
+    assert cfg.crop_rows(66, 400) == (0, 66)
+    # The crop fractions apply to the rows of the training camera's aspect.
+    sky = PreprocessConfig(crop_top=0.25, crop_bottom=0.0)  # camera aspect 200/66 * 0.75
+    assert sky.crop_rows(600, 800) == (124 + 88, 476)
+
+
+def test_checkpoints_from_before_aspect_crop_load_without_it():
+    saved = {"crop_top": 0.0, "crop_bottom": 0.0, "height": 66, "width": 200, "color": "yuv"}
+    assert PreprocessConfig.from_dict(saved).aspect_crop is False
+    assert PreprocessConfig.from_dict({**saved, "aspect_crop": True}).aspect_crop is True
+    assert PreprocessConfig.from_dict(PreprocessConfig().to_dict()) == PreprocessConfig()
+
+
 def test_out_buffer_is_filled_in_place():
     imgs = _frames(2)
     buf = np.empty((2, 3, 66, 200), np.uint8)

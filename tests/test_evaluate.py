@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -172,3 +173,22 @@ def test_bad_settings_are_refused(flag, value, capsys):
     rc = main(["eval", "--policy", "expert", "--episodes", "1", flag, value, "--quiet"])
     assert rc == 2
     assert flag in capsys.readouterr().err
+
+
+SHIPPED = Path(__file__).resolve().parents[1] / "checkpoints" / "cnn_lstm.pt"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not SHIPPED.is_file(), reason=f"no trained model yet ({SHIPPED} missing)")
+def test_shipped_model_drives_a_4_3_camera_through_the_aspect_crop():
+    """Trained on 200x66 frames; an 800x600 frame keeps its centre 800x264 rows. The
+    whole frame squeezed to 200x66 needed 61 interventions in 3 x 300 m (README)."""
+    cfg = EvalConfig(route_length_m=300.0, num_envs=1, width=800, height=600)
+    from steering_agent.checkpoint import load_checkpoint
+
+    assert load_checkpoint(SHIPPED).preprocess_config.aspect_crop
+    policy = make_policy(str(SHIPPED), batch_size=1, device="cpu")
+    (trace,) = run_episodes(policy, eval_seeds(1), cfg)
+    m = metrics.summarize_episode(trace)
+    assert m.interventions == 0 and m.route_completion_pct == pytest.approx(100.0)
+    assert m.mean_abs_lateral_m < 0.3

@@ -56,12 +56,12 @@ def local_transport_env(env: dict) -> dict:
     """`env` with Fast DDS pointed at config/fastdds_local.xml, unless it already chooses
     transports or a profile file (TRANSPORT_CHOICES): then `env` unchanged.
 
-    The profile: shared memory with a 16 MB segment plus UDPv4, no TCP. With Fast DDS's
+    The profile: shared memory with an 8 MB segment plus UDPv4, no TCP. With Fast DDS's
     default transports, best-effort 800x600 bgra8 frames (1.9 MB) lost fragments on
     loopback: measured here, 1 of 210 frames reached the agent. LARGE_DATA (SHM + TCP)
     lost none, but its TCP transport hung deleting participants and, in long test
     sessions, left some new participants undiscovered: 1 of 4 full test runs passed
-    here, and one CI run failed; with this profile 5 of 5 passed (README, "Large
+    here, and one CI run failed; with this profile 11 of 11 passed (README, "Large
     images over DDS").
     """
     if any(env.get(name) for name in TRANSPORT_CHOICES):

@@ -12,7 +12,7 @@ pending chunk is written out, so after `kill -9` at most that much is lost and
 
 With 800x600 frames over Fast DDS's default transports, a few small samples beside the
 2 MB frames were lost (measured); the project's one-host profile, config/fastdds_local.xml
-(shared memory with a 16 MB segment + UDP; `FASTDDS_DEFAULT_PROFILES_FILE`, in every
+(shared memory with an 8 MB segment + UDP; `FASTDDS_DEFAULT_PROFILES_FILE`, in every
 process), delivers all of them (tests/test_recorder_node.py).
 """
 

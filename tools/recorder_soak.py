@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         "--transport",
         choices=("local", "default", "large_data"),
         default="local",
-        help="local: config/fastdds_local.xml (SHM 16 MB + UDP); default: Fast DDS's "
+        help="local: config/fastdds_local.xml (SHM 8 MB + UDP); default: Fast DDS's "
         "builtin transports; large_data: FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA (SHM + TCP)",
     )
     parser.add_argument("--keep", type=Path, default=None, help="keep the bags in this folder")

@@ -76,13 +76,23 @@ class PreprocessConfig:
         distortion: after the crop fractions they have the network's aspect."""
         return self.width / self.height * (1.0 - self.crop_top - self.crop_bottom)
 
+    def aspect_rows(self, image_height: int, image_width: int) -> tuple[int, int]:
+        """The centre rows [start, stop) that `aspect_crop` keeps of an image this size
+        (all rows when it is off or the image is not taller than `camera_aspect`). An
+        image of just those rows gives the same network input."""
+        if not self.aspect_crop:
+            return 0, image_height
+        rows = min(image_height, max(1, round(image_width / self.camera_aspect)))
+        offset = (image_height - rows) // 2
+        return offset, offset + rows
+
     def crop_rows(self, image_height: int, image_width: int | None = None) -> tuple[int, int]:
         """The row range [top, bottom) kept from an image `image_height` rows tall (and,
         for `aspect_crop`, `image_width` columns wide)."""
         offset, rows = 0, image_height
-        if self.aspect_crop and image_width is not None:
-            rows = min(image_height, max(1, round(image_width / self.camera_aspect)))
-            offset = (image_height - rows) // 2
+        if image_width is not None:
+            offset, stop = self.aspect_rows(image_height, image_width)
+            rows = stop - offset
         top = offset + round(self.crop_top * rows)
         bottom = offset + rows - round(self.crop_bottom * rows)
         if bottom - top < 1:

@@ -57,6 +57,20 @@ def test_aspect_crop_keeps_the_training_cameras_rows_of_a_taller_frame():
     assert sky.crop_rows(600, 800) == (124 + 88, 476)
 
 
+@pytest.mark.parametrize("fractions", [(0.0, 0.0), (0.25, 0.0), (0.1, 0.15)])
+def test_a_frame_of_only_the_aspect_rows_gives_the_same_input(fractions):
+    """So a decoder could convert only those rows (measured: 0.2 ms either way for an
+    800x600 bgra8 frame here, so the agent node converts the whole frame)."""
+    cfg = PreprocessConfig(crop_top=fractions[0], crop_bottom=fractions[1])
+    img = np.random.default_rng(2).integers(0, 256, (600, 800, 3), dtype=np.uint8)
+    start, stop = cfg.aspect_rows(600, 800)
+    assert 0 < start < stop < 600
+    np.testing.assert_array_equal(
+        preprocess_frames(img[start:stop], cfg), preprocess_frames(img, cfg)
+    )
+    assert PreprocessConfig(aspect_crop=False).aspect_rows(600, 800) == (0, 600)
+
+
 def test_checkpoints_from_before_aspect_crop_load_without_it():
     saved = {"crop_top": 0.0, "crop_bottom": 0.0, "height": 66, "width": 200, "color": "yuv"}
     assert PreprocessConfig.from_dict(saved).aspect_crop is False

@@ -61,7 +61,7 @@ def local_transport_env(env: dict) -> dict:
     loopback: measured here, 1 of 210 frames reached the agent. LARGE_DATA (SHM + TCP)
     lost none, but its TCP transport hung deleting participants and, in long test
     sessions, left some new participants undiscovered: 1 of 4 full test runs passed
-    here, and one CI run failed; with this profile 11 of 11 passed (README, "Large
+    here, and one CI run failed; with this profile 14 of 14 passed (README, "Large
     images over DDS").
     """
     if any(env.get(name) for name in TRANSPORT_CHOICES):

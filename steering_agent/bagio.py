@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from steering_agent.carla_msgs_def import register_carla_types
+from steering_agent.fileutil import write_text_atomic
 
 MCAP_MAGIC = b"\x89MCAP0\r\n"
 _OP_HEADER, _OP_FOOTER, _OP_DATA_END = 0x01, 0x02, 0x0F
@@ -221,8 +222,6 @@ def recover_bag(path: str | Path) -> int:
         repaired = True
     meta = bag / "metadata.yaml"
     if bag.is_dir() and (repaired or not meta.exists()):
-        tmp = meta.with_suffix(".yaml.tmp")
-        tmp.write_text(_metadata_yaml(mcap), "utf8")
-        tmp.replace(meta)
+        write_text_atomic(meta, _metadata_yaml(mcap))
     with Reader(mcap) as reader:
         return reader.message_count

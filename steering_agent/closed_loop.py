@@ -77,10 +77,7 @@ def use_local_transport() -> None:
     """Apply local_transport_env to this process (before its first rclpy context) and so
     to its children. The nodes themselves never set it: across machines a user's own
     transport choice must win."""
-    chosen = local_transport_env(dict(os.environ))
-    for name in TRANSPORT_CHOICES[1:]:
-        if name in chosen:
-            os.environ[name] = chosen[name]
+    os.environ.update(local_transport_env(dict(os.environ)))
 
 
 def _ros_value(value) -> str:
@@ -144,7 +141,8 @@ def running_node(executable: str, overrides: dict, log_path: Path):
 
 @contextmanager
 def ros_context():
-    """An rclpy context of its own (ROS_DOMAIN_ID from the environment), shut down after."""
+    """An rclpy context of its own (ROS_DOMAIN_ID from the environment), kept until the
+    process exits (see KEPT_UNTIL_EXIT)."""
     import rclpy
 
     use_local_transport()

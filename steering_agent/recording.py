@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from steering_agent import bagio, topics
+from steering_agent.fileutil import write_text_atomic
 from steering_agent.imageconv import rgb_to_image_fields
 
 FRAME_ID = f"{topics.ROLE}/rgb_front"
@@ -266,9 +267,7 @@ def write_episode_index(
     out: Path, entries: list[dict], width: int, height: int, noise: float
 ) -> None:
     index = {"width": width, "height": height, "noise_sigma": noise, "episodes": entries}
-    tmp = out / (INDEX_FILE + ".tmp")
-    tmp.write_text(json.dumps(index, indent=2) + "\n")
-    tmp.replace(out / INDEX_FILE)
+    write_text_atomic(out / INDEX_FILE, json.dumps(index, indent=2) + "\n")
 
 
 def writer_throughput(width: int, height: int, frames: int = 200) -> float:

@@ -34,11 +34,9 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sys
 import time
 from collections import OrderedDict
-from pathlib import Path
 
 import numpy as np
 import rclpy
@@ -53,6 +51,7 @@ from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Float32, String
 
 from steering_agent import control_msgs, metrics, topics
+from steering_agent.fileutil import write_text_atomic
 from steering_agent.node import spin_until_shutdown
 
 NODE_NAME = "sim_bridge"
@@ -388,15 +387,8 @@ class SimBridgeNode(Node):
     def publish_metrics(self) -> None:
         data = json.dumps(self.metrics(with_summary=True))
         if self.p["metrics_file"]:  # first: who saw the message finds the file as new
-            write_atomically(Path(self.p["metrics_file"]), data)
+            write_text_atomic(self.p["metrics_file"], data)
         self._pub_metrics.publish(String(data=data))
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Replace `path` by `text` so that a reader sees the old or the new file, never half."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def main(args: list[str] | None = None) -> int:
@@ -416,7 +408,7 @@ def main(args: list[str] | None = None) -> int:
             final = json.dumps(node.metrics(with_summary=True))
             print(f"[sim_bridge] final metrics: {final}", file=sys.stderr)
             if node.p["metrics_file"]:
-                write_atomically(Path(node.p["metrics_file"]), final)
+                write_text_atomic(node.p["metrics_file"], final)
             node.env.close()
             node.destroy_node()
         rclpy.try_shutdown()

@@ -62,9 +62,6 @@ class Probe:
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.node import Node
 
-        from steering_agent.closed_loop import use_local_transport
-
-        use_local_transport()  # as the node processes started by closed_loop.start_node
         self.context = rclpy.Context()
         rclpy.init(
             context=self.context, signal_handler_options=rclpy.signals.SignalHandlerOptions.NO

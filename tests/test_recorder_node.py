@@ -21,10 +21,8 @@ pytestmark = pytest.mark.ros
 
 
 def _env():
-    from steering_agent.closed_loop import local_transport_env
-
-    # The project's one-host Fast DDS profile, as `closed-loop` gives its nodes.
-    return local_transport_env({**os.environ, "PYTHONPATH": str(REPO)})
+    # With the project's one-host Fast DDS profile from os.environ (tests/conftest.py).
+    return {**os.environ, "PYTHONPATH": str(REPO)}
 
 
 def start_recorder(output: Path, *params: str) -> subprocess.Popen:

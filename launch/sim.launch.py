@@ -1,7 +1,13 @@
 """The embedded simulator behind CARLA's bridge topics, the agent, and optionally the recorder.
 
     ros2 launch steering_agent sim.launch.py [seed:=1000000] [mode:=sync|realtime]
-        [checkpoint:=PATH] [record:=true record_dir:=runs/rec]
+        [checkpoint:=PATH] [record:=true record_dir:=runs/rec] [local_dds:=true|false]
+
+All nodes run on one host, so by default (local_dds:=true) Fast DDS gets the project's
+one-host profile config/fastdds_local.xml (shared memory with an 8 MB segment, UDPv4, no
+TCP), as `steering-agent closed-loop` does: with the default transports 800x600 camera
+frames lost fragments on loopback. An environment that already chooses transports or a
+profile file (FASTDDS_BUILTIN_TRANSPORTS, FASTDDS_/FASTRTPS_DEFAULT_PROFILES_FILE) wins.
 
 `steering-agent closed-loop` starts the same executables with the same parameter files
 as plain processes where `ros2 launch` is not installed (tests/test_launch.py keeps the
@@ -12,10 +18,12 @@ import os
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
+from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
 from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
+
+from steering_agent.closed_loop import local_transport_env
 
 
 def generate_launch_description():
@@ -29,6 +37,16 @@ def generate_launch_description():
         DeclareLaunchArgument("checkpoint", default_value="", description="empty: shipped one"),
         DeclareLaunchArgument("record", default_value="false", description="run the recorder"),
         DeclareLaunchArgument("record_dir", default_value="recording"),
+        DeclareLaunchArgument(
+            "local_dds", default_value="true", description="one-host Fast DDS profile"
+        ),
+    ]
+    # the variables closed-loop would add to this environment (none if it chooses already)
+    env = dict(os.environ)
+    local_dds = [
+        SetEnvironmentVariable(name, value, condition=IfCondition(arg("local_dds")))
+        for name, value in local_transport_env(env).items()
+        if env.get(name) != value
     ]
     sim_bridge = Node(
         package="steering_agent",
@@ -63,4 +81,4 @@ def generate_launch_description():
         condition=IfCondition(arg("record")),
         output="screen",
     )
-    return LaunchDescription([*arguments, sim_bridge, agent, recorder])
+    return LaunchDescription([*arguments, *local_dds, sim_bridge, agent, recorder])

@@ -9,8 +9,10 @@ summary. `measure_dds_latency` times camera-publish -> control-receive over loop
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -45,6 +47,7 @@ TRANSPORT_CHOICES = (
     "FASTRTPS_DEFAULT_PROFILES_FILE",
 )
 LOCAL_PROFILE = "fastdds_local.xml"
+_PROBES = itertools.count()
 
 
 def keep_until_exit(*objects) -> None:
@@ -353,7 +356,8 @@ def measure_dds_latency(
     lost = 0
     with (
         ros_context() as ctx,
-        ros_participant_node(ctx, "latency_probe") as (node, executor),
+        # a new name each call: rosout warns about two nodes of one name in a process
+        ros_participant_node(ctx, f"latency_probe_{next(_PROBES)}") as (node, executor),
         running_node("agent", agent_p, work / "agent.log") as proc,
     ):
         replies: dict[int, float] = {}
@@ -383,8 +387,11 @@ def measure_dds_latency(
                 latencies.append(replies[ns] - t_sent)
             else:
                 lost += 1
-    return {"width": width, "height": height, "frames": frames, "lost": lost,
-            "latency_ms": _percentiles_ms(latencies), "agent": _read_json(stats)}  # fmt: skip
+    result = {"width": width, "height": height, "frames": frames, "lost": lost,
+              "latency_ms": _percentiles_ms(latencies), "agent": _read_json(stats)}  # fmt: skip
+    if workdir is None:  # a failed run raised above and keeps its agent.log for reading
+        shutil.rmtree(work, ignore_errors=True)
+    return result
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

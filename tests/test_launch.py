@@ -135,3 +135,82 @@ def test_agent_launch_file_really_launches_where_launch_ros_exists(tmp_path):
         service.shutdown()
         thread.join(30)
         probe.close()
+
+
+class _Recorded:
+    """Stand-in for a launch / launch_ros class: keeps its constructor arguments."""
+
+    def __init__(self, *args, **kwargs):
+        self.args, self.kwargs = args, kwargs
+
+
+def _sim_launch_actions(monkeypatch, env: dict) -> list:
+    """Run sim.launch.py's generate_launch_description under `env`, with STAND-IN `launch`
+    and `launch_ros` modules (no PyPI wheel; the real ones run in the test above wherever a
+    ROS 2 install has them) that record what the launch file builds."""
+    import runpy
+    import sys
+    import types
+
+    modules = {
+        "launch": ["LaunchDescription"],
+        "launch.actions": ["DeclareLaunchArgument", "SetEnvironmentVariable"],
+        "launch.conditions": ["IfCondition"],
+        "launch.substitutions": ["LaunchConfiguration"],
+        "launch_ros": [],
+        "launch_ros.actions": ["Node"],
+    }
+    for name, classes in modules.items():
+        module = types.ModuleType(name)
+        for cls in classes:
+            setattr(module, cls, type(cls, (_Recorded,), {}))
+        monkeypatch.setitem(sys.modules, name, module)
+    for name in (
+        "FASTDDS_BUILTIN_TRANSPORTS",
+        "FASTDDS_DEFAULT_PROFILES_FILE",
+        "FASTRTPS_DEFAULT_PROFILES_FILE",
+        "ROS_DISTRO",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    generate = runpy.run_path(str(REPO / "launch/sim.launch.py"))["generate_launch_description"]
+    return generate().args[0]
+
+
+def _set_env(actions) -> dict:
+    found = {}
+    for a in actions:
+        if type(a).__name__ == "SetEnvironmentVariable":
+            assert type(a.kwargs["condition"]).__name__ == "IfCondition"
+            found[a.args[0]] = a.args[1]
+    return found
+
+
+def test_sim_launch_sets_the_one_host_dds_profile_as_closed_loop_does(monkeypatch):
+    from steering_agent.closed_loop import LOCAL_PROFILE
+    from steering_agent.package_files import config_file
+
+    profile = str(config_file(LOCAL_PROFILE))
+    actions = _sim_launch_actions(monkeypatch, {})
+    assert _set_env(actions) == {"FASTDDS_DEFAULT_PROFILES_FILE": profile}
+    declared = {a.args[0]: a.kwargs for a in actions if type(a).__name__ == "DeclareLaunchArgument"}
+    assert declared["local_dds"]["default_value"] == "true"
+    # every node starts after the variable is set
+    kinds = [type(a).__name__ for a in actions]
+    assert kinds.index("SetEnvironmentVariable") < kinds.index("Node")
+    # Humble's Fast DDS 2 reads the older name
+    humble = _sim_launch_actions(monkeypatch, {"ROS_DISTRO": "humble"})
+    assert _set_env(humble) == {"FASTRTPS_DEFAULT_PROFILES_FILE": profile}
+
+
+@pytest.mark.parametrize(
+    "choice",
+    [
+        {"FASTDDS_BUILTIN_TRANSPORTS": "LARGE_DATA"},
+        {"FASTDDS_DEFAULT_PROFILES_FILE": "/etc/my_profile.xml"},
+        {"FASTRTPS_DEFAULT_PROFILES_FILE": "/etc/my_profile.xml", "ROS_DISTRO": "humble"},
+    ],
+)
+def test_sim_launch_leaves_a_users_transport_choice_alone(monkeypatch, choice):
+    assert _set_env(_sim_launch_actions(monkeypatch, choice)) == {}

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
 
 VERBS: dict[str, tuple[str, str]] = {
@@ -51,15 +50,13 @@ def entry() -> None:
     """The `steering-agent` command: `main`, then exit.
 
     Where the command kept ROS objects alive (`closed_loop.KEPT_UNTIL_EXIT`), it exits
-    with os._exit after flushing its output, so Fast DDS never runs the participant
-    destructor that can hang.
+    with `closed_loop.exit_without_destructors` (os._exit after flushing its output), so
+    Fast DDS never runs the participant destructor that can hang.
     """
     code = main()
     closed_loop = sys.modules.get("steering_agent.closed_loop")
     if closed_loop is not None and closed_loop.KEPT_UNTIL_EXIT:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
+        closed_loop.exit_without_destructors(code)
     sys.exit(code)
 
 

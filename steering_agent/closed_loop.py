@@ -55,6 +55,18 @@ def keep_until_exit(*objects) -> None:
     KEPT_UNTIL_EXIT.extend(objects)
 
 
+def exit_without_destructors(code: int) -> None:
+    """Leave now with exit status `code`, skipping the Fast DDS participant destructors
+    that can hang (see KEPT_UNTIL_EXIT): flush output, remove this process's shared-memory
+    segments, which those destructors would have removed (dds_shm), then os._exit."""
+    from steering_agent import dds_shm
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    dds_shm.remove_own_segments()
+    os._exit(code)
+
+
 def local_transport_env(env: dict) -> dict:
     """`env` with Fast DDS pointed at config/fastdds_local.xml, unless it already chooses
     transports or a profile file (TRANSPORT_CHOICES): then `env` unchanged.

@@ -20,8 +20,11 @@ os.environ.setdefault("PYTHONUNBUFFERED", "1")
 # and in the node processes it starts, uses the project's one-host Fast DDS profile, as
 # `steering-agent closed-loop` gives its nodes (config/fastdds_local.xml).
 from steering_agent.closed_loop import use_local_transport  # noqa: E402
+from steering_agent.dds_shm import remove_stale_segments  # noqa: E402
 
 use_local_transport()
+# shared-memory segments of killed processes (tests kill nodes with SIGKILL on purpose)
+remove_stale_segments()
 
 
 def _have_rclpy() -> bool:
@@ -80,6 +83,4 @@ def pytest_unconfigure(config):
     test kept ROS objects alive (steering_agent.closed_loop.KEPT_UNTIL_EXIT)."""
     closed_loop = sys.modules.get("steering_agent.closed_loop")
     if closed_loop is not None and closed_loop.KEPT_UNTIL_EXIT:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(getattr(config, "_steering_agent_exitstatus", 0))
+        closed_loop.exit_without_destructors(getattr(config, "_steering_agent_exitstatus", 0))

@@ -20,7 +20,7 @@ import os
 import shlex
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -227,10 +227,13 @@ def train(
     resume: bool = False,
     provenance: dict[str, Any] | None = None,
     progress: bool = True,
+    init: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Train on `episodes` (Episode-likes, list or generator); save the best-val model to `out`.
 
-    A resumable file with optimizer state is kept beside it as `<out>.last.pt`.
+    A resumable file with optimizer state is kept beside it as `<out>.last.pt`. `init`
+    names a checkpoint whose weights training starts from (fine-tuning, e.g. on CARLA
+    drives); its architecture and preprocessing must be `cfg`'s (see `init_checkpoint`).
 
     Returns:
         dict(history=[{epoch, train_loss, val_rmse}], best_val_rmse, out, seconds).
@@ -248,7 +251,15 @@ def train(
     train_eps, val_eps = split_episodes(prepared, cfg.val_fraction, cfg.seed)
     stream = ChunkStream(train_eps, cfg.batch, cfg.seq_len, rng)
     model_cfg = ModelConfig(arch=cfg.arch, height=cfg.preprocess.height, width=cfg.preprocess.width)
-    model = SteeringNet(model_cfg).to(cfg.device)
+    model = SteeringNet(model_cfg)
+    init_prov = {}
+    if init is not None:
+        if resume:
+            raise ValueError("--init and --resume together: --resume continues <out>.last.pt")
+        start = init_checkpoint(init, cfg)
+        model.load_state_dict(start.state_dict)
+        init_prov = {"init": {"path": str(init), **_provenance_summary(start.provenance)}}
+    model = model.to(cfg.device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _warmup_cosine(cfg.epochs * len(stream)))
     out = Path(out)
@@ -265,6 +276,7 @@ def train(
         "val_frames": int(sum(len(e.steer) for e in val_eps)),
         "target_speed_mps": _median_speed(speeds),
         "train_config": {k: v for k, v in asdict(cfg).items() if k != "preprocess"},
+        **init_prov,
         **(provenance or {}),
     }
     for epoch in range(start_epoch, cfg.epochs):
@@ -317,6 +329,37 @@ def train(
     }
 
 
+def init_checkpoint(path: str | os.PathLike, cfg: TrainConfig):
+    """The checkpoint `path` to start training from, checked against `cfg`.
+
+    Raises:
+        CheckpointError: unreadable, or its architecture or preprocessing differ from
+            `cfg`'s (the message names the file and the option to change).
+    """
+    try:
+        ckpt = load_checkpoint(path)
+    except CheckpointError as e:
+        raise CheckpointError(f"--init: {e}") from None
+    if ckpt.model_config.arch != cfg.arch:
+        raise CheckpointError(
+            f"--init {path} is a {ckpt.model_config.arch!r} network; pass --arch "
+            f"{ckpt.model_config.arch} (this run asked for {cfg.arch!r})"
+        )
+    if ckpt.preprocess_config != cfg.preprocess:
+        raise CheckpointError(
+            f"--init {path} was trained with preprocessing {ckpt.preprocess_config}, "
+            f"this run uses {cfg.preprocess}; leave --crop-top/--crop-bottom/--color "
+            "unset to take the checkpoint's"
+        )
+    return ckpt
+
+
+def _provenance_summary(prov: dict) -> dict:
+    """What a fine-tuned checkpoint records about the one it started from."""
+    keep = ("data", "command", "best_val_rmse", "train_frames")
+    return {k: prov[k] for k in keep if k in prov}
+
+
 def _resume(last_path: Path, model, opt, sched) -> tuple[int, float, list]:
     try:
         ckpt = load_checkpoint(last_path)
@@ -335,7 +378,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     d = TrainConfig()
     p = PreprocessConfig()
     parser.add_argument("--data", required=True, help="folder of recorded bags")
-    parser.add_argument("--arch", choices=ARCHS, default=d.arch)
+    parser.add_argument(
+        "--arch", choices=ARCHS, default=None, help=f"default: --init's, else {d.arch}"
+    )
     parser.add_argument("--out", required=True, help="checkpoint to write (best validation)")
     parser.add_argument("--epochs", type=int, default=d.epochs)
     parser.add_argument("--seq-len", type=int, default=d.seq_len, help="frames per TBPTT chunk")
@@ -343,13 +388,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=float, default=d.lr, help="peak learning rate (one-cycle)")
     parser.add_argument("--val-fraction", type=float, default=d.val_fraction)
     parser.add_argument("--seed", type=int, default=d.seed)
-    parser.add_argument("--resume", action="store_true", help="continue from <out>.last.pt")
+    start = parser.add_mutually_exclusive_group()
+    start.add_argument("--resume", action="store_true", help="continue from <out>.last.pt")
+    start.add_argument(
+        "--init",
+        default=None,
+        metavar="CHECKPOINT",
+        help="start from this checkpoint's weights (fine-tuning; same --arch, and its "
+        "preprocessing unless --crop-top/--crop-bottom/--color are given)",
+    )
     parser.add_argument("--logdir", default=None, help="TensorBoard folder (default: none)")
     parser.add_argument("--max-shift-px", type=int, default=d.max_shift_px)
     parser.add_argument("--shift-steer-per-px", type=float, default=d.shift_steer_per_px)
-    parser.add_argument("--crop-top", type=float, default=p.crop_top)
-    parser.add_argument("--crop-bottom", type=float, default=p.crop_bottom)
-    parser.add_argument("--color", choices=("yuv", "rgb"), default=p.color)
+    parser.add_argument("--crop-top", type=float, default=None, help=f"default {p.crop_top}")
+    parser.add_argument("--crop-bottom", type=float, default=None, help=f"default {p.crop_bottom}")
+    parser.add_argument("--color", choices=("yuv", "rgb"), default=None, help=f"default {p.color}")
     parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda")
     parser.add_argument("--no-progress", action="store_true")
 
@@ -387,6 +440,24 @@ def run(args: argparse.Namespace) -> int:
         return 2
 
 
+def _preprocess_config(args: argparse.Namespace) -> PreprocessConfig:
+    """--crop-top/--crop-bottom/--color over the --init checkpoint's preprocessing (or the
+    defaults, without --init)."""
+    given = {k: getattr(args, k) for k in ("crop_top", "crop_bottom", "color")}
+    return replace(_init_or_default(args)[1], **{k: v for k, v in given.items() if v is not None})
+
+
+def _init_or_default(args: argparse.Namespace) -> tuple[str, PreprocessConfig]:
+    """(architecture, preprocessing) of the --init checkpoint, or the defaults."""
+    if not args.init:
+        return TrainConfig().arch, PreprocessConfig()
+    try:
+        ckpt = load_checkpoint(args.init)
+    except CheckpointError as e:
+        raise CheckpointError(f"--init: {e}") from None
+    return ckpt.model_config.arch, ckpt.preprocess_config
+
+
 def _run(args: argparse.Namespace, report) -> int:
     for problem in report.problems:
         print(f"warning: {problem}", file=sys.stderr)
@@ -397,9 +468,9 @@ def _run(args: argparse.Namespace, report) -> int:
             file=sys.stderr,
         )
         return 2
-    pre = PreprocessConfig(crop_top=args.crop_top, crop_bottom=args.crop_bottom, color=args.color)
+    pre = _preprocess_config(args)
     cfg = TrainConfig(
-        arch=args.arch,
+        arch=args.arch or _init_or_default(args)[0],
         epochs=args.epochs,
         seq_len=args.seq_len,
         batch=args.batch,
@@ -420,6 +491,7 @@ def _run(args: argparse.Namespace, report) -> int:
         args.resume,
         prov,
         progress=not args.no_progress,
+        init=args.init,
     )
     print(
         f"best val rmse {result['best_val_rmse']:.4f} -> {result['out']} "

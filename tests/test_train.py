@@ -116,3 +116,71 @@ def test_cli_resume_without_a_previous_run_is_a_clear_error(tmp_path, capsys, mo
     args = ["train", "--data", str(tmp_path), "--out", str(tmp_path / "m.pt"), "--resume"]
     assert main([*args, "--seq-len", "8", "--batch", "2", "--no-progress"]) == 2
     assert "--resume" in capsys.readouterr().err
+
+
+def _weights_equal(a, b) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_init_starts_from_the_checkpoints_weights_and_records_it(tmp_path):
+    eps = [synthetic_episode(96, s) for s in range(3)]
+    cfg = TrainConfig(epochs=2, seq_len=8, batch=4, lr=2e-3, val_fraction=0.34)
+    first = train(eps, cfg, tmp_path / "a.pt", progress=False)
+    start = load_checkpoint(tmp_path / "a.pt")
+    # with a learning rate of 0 the weights stay exactly the ones it started from
+    frozen = TrainConfig(**{**cfg.__dict__, "epochs": 1, "lr": 0.0})
+    train(eps, frozen, tmp_path / "same.pt", progress=False, init=tmp_path / "a.pt")
+    same = load_checkpoint(tmp_path / "same.pt")
+    assert _weights_equal(same.state_dict, start.state_dict)
+    assert same.provenance["init"]["path"] == str(tmp_path / "a.pt")
+    # fine-tuning begins where the first run ended, not from scratch
+    tuned = train(eps, TrainConfig(**{**cfg.__dict__, "epochs": 1}), tmp_path / "b.pt",
+                  progress=False, init=tmp_path / "a.pt")  # fmt: skip
+    assert tuned["history"][0]["train_loss"] < first["history"][0]["train_loss"]
+    with pytest.raises(ValueError, match="--init and --resume"):
+        train(eps, cfg, tmp_path / "b.pt", resume=True, init=tmp_path / "a.pt", progress=False)
+
+
+@pytest.fixture
+def cli_data(tmp_path, monkeypatch):
+    """`steering-agent train` over synthetic episodes (load_episodes replaced)."""
+    import steering_agent.dataset as dataset
+    from steering_agent.cli import main
+
+    def load(folder):  # a new report each run: training drains its episodes
+        return dataset.DatasetReport([synthetic_episode(40, 0), synthetic_episode(40, 1)], [])
+
+    monkeypatch.setattr(dataset, "load_episodes", load)
+
+    def run(out: str, *extra: str) -> int:
+        args = ["train", "--data", str(tmp_path), "--out", str(tmp_path / out)]
+        return main([*args, "--seq-len", "8", "--batch", "2", "--epochs", "1", "--no-progress",
+                     *extra])  # fmt: skip
+
+    return run
+
+
+def test_cli_init_takes_the_checkpoints_arch_and_preprocessing(tmp_path, cli_data, capsys):
+    assert cli_data("cnn.pt", "--arch", "cnn", "--color", "rgb") == 0
+    assert cli_data("tuned.pt", "--init", str(tmp_path / "cnn.pt")) == 0
+    tuned = load_checkpoint(tmp_path / "tuned.pt")
+    assert tuned.model_config.arch == "cnn" and tuned.preprocess_config.color == "rgb"
+    assert "--init" in tuned.provenance["command"]
+
+
+def test_cli_init_that_does_not_fit_is_a_clear_error(tmp_path, cli_data, capsys):
+    assert cli_data("cnn.pt", "--arch", "cnn") == 0
+    capsys.readouterr()
+    init = ["--init", str(tmp_path / "cnn.pt")]
+    assert cli_data("x.pt", *init, "--arch", "cnn_lstm") == 2
+    err = capsys.readouterr().err
+    assert "cnn.pt" in err and "--arch cnn" in err
+    assert cli_data("x.pt", *init, "--color", "rgb") == 2
+    assert "preprocessing" in capsys.readouterr().err
+    assert cli_data("x.pt", "--init", str(tmp_path / "missing.pt")) == 2
+    err = capsys.readouterr().err
+    assert "--init" in err and "missing.pt" in err
+    assert not (tmp_path / "x.pt").exists()
+    with pytest.raises(SystemExit) as e:
+        cli_data("x.pt", *init, "--resume")
+    assert e.value.code == 2

@@ -54,6 +54,10 @@ class TrainConfig:
     # 90 deg FOV over 200 px: 1 px = 0.00785 rad of yaw; the expert answers a heading
     # error one-for-one in wheel angle, and full steer is 70 deg (1.222 rad) of wheel.
     shift_steer_per_px: float = 0.0064
+    # weight of the frame-to-frame loss: the squared error of each prediction's change
+    # from the previous frame against the label's change (0: off). It teaches the network
+    # to follow the expert's steering changes, not the frame-to-frame noise of the image.
+    delta_weight: float = 0.0
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
 
 
@@ -198,6 +202,15 @@ def _reset_rows(state, fresh: np.ndarray):
     return tuple(s.detach() * keep for s in state)
 
 
+def steering_loss(pred: torch.Tensor, y: torch.Tensor, delta_weight: float = 0.0) -> torch.Tensor:
+    """MSE of the steering [B, T], plus `delta_weight` x the MSE of its change from frame to
+    frame (within a chunk) against the label's change."""
+    loss = nn.functional.mse_loss(pred, y)
+    if delta_weight and pred.shape[1] > 1:
+        loss = loss + delta_weight * nn.functional.mse_loss(pred.diff(dim=1), y.diff(dim=1))
+    return loss
+
+
 def train_epoch(model, opt, sched, stream: ChunkStream, cfg: TrainConfig, rng, bar=None) -> float:
     model.train()
     state, total, n = None, 0.0, 0
@@ -206,7 +219,7 @@ def train_epoch(model, opt, sched, stream: ChunkStream, cfg: TrainConfig, rng, b
         x, y = x.to(cfg.device, non_blocking=True), y.to(cfg.device, non_blocking=True)
         state = _reset_rows(state, fresh)
         pred, state = model(x, state)
-        loss = nn.functional.mse_loss(pred, y)
+        loss = steering_loss(pred, y, cfg.delta_weight)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -400,6 +413,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--logdir", default=None, help="TensorBoard folder (default: none)")
     parser.add_argument("--max-shift-px", type=int, default=d.max_shift_px)
     parser.add_argument("--shift-steer-per-px", type=float, default=d.shift_steer_per_px)
+    parser.add_argument(
+        "--delta-weight",
+        type=float,
+        default=d.delta_weight,
+        help="weight of the frame-to-frame steering-change loss (0: off)",
+    )
     parser.add_argument("--crop-top", type=float, default=None, help=f"default {p.crop_top}")
     parser.add_argument("--crop-bottom", type=float, default=None, help=f"default {p.crop_bottom}")
     parser.add_argument("--color", choices=("yuv", "rgb"), default=None, help=f"default {p.color}")
@@ -479,6 +498,7 @@ def _run(args: argparse.Namespace, report) -> int:
         seed=args.seed,
         max_shift_px=args.max_shift_px,
         shift_steer_per_px=args.shift_steer_per_px,
+        delta_weight=args.delta_weight,
         preprocess=pre,
         device=str(resolve_device(args.device)),
     )

@@ -14,6 +14,7 @@ from steering_agent.train import (
     TrainConfig,
     augment,
     split_episodes,
+    steering_loss,
     train,
 )
 
@@ -184,3 +185,16 @@ def test_cli_init_that_does_not_fit_is_a_clear_error(tmp_path, cli_data, capsys)
     with pytest.raises(SystemExit) as e:
         cli_data("x.pt", *init, "--resume")
     assert e.value.code == 2
+
+
+def test_delta_loss_penalises_jitter_not_an_offset():
+    y = torch.linspace(-0.2, 0.3, 16).view(1, 16)
+    offset = y + 0.05
+    jitter = y + 0.05 * torch.tensor([1.0, -1.0] * 8)  # the same squared error per frame
+    assert torch.isclose(steering_loss(offset, y), steering_loss(jitter, y))
+    assert torch.isclose(steering_loss(offset, y, 10.0), steering_loss(offset, y))
+    # each change of the jitter is off by 0.1: 10 x 0.01 more loss
+    expected = steering_loss(jitter, y) + 10.0 * 0.1**2
+    assert torch.isclose(steering_loss(jitter, y, 10.0), expected)
+    single = y[:, :1]  # one frame has no change to compare
+    assert torch.isclose(steering_loss(single + 0.1, single, 10.0), torch.tensor(0.01))

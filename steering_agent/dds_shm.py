@@ -13,16 +13,20 @@ no destructor at all: each leaves its segment in /dev/shm for good.
   is dead), e.g. after `kill -9`.
 
 Fast DDS's port files (`fastdds_port<N>`) are small and reused by Fast DDS itself; they
-are left alone. On systems without /dev/shm or /proc both functions do nothing.
+are left alone. On systems without /dev/shm, /proc or fcntl both functions do nothing.
 """
 
 from __future__ import annotations
 
-import fcntl
 import os
 import re
 import time
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # Windows: no /dev/shm segments of this kind, nothing to do
+    fcntl = None
 
 SHM_DIR = Path("/dev/shm")
 _LOCK_FILE = re.compile(r"fastdds_[0-9a-f]{16}_el")
@@ -82,6 +86,8 @@ def remove_stale_segments(min_age_s: float = 60.0, shm_dir: Path = SHM_DIR) -> i
     process that is just creating its segment may not hold the lock yet). Returns how
     many were removed."""
     removed = 0
+    if fcntl is None:
+        return 0
     try:
         names = os.listdir(shm_dir)
     except OSError:

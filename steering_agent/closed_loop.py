@@ -75,9 +75,8 @@ def local_transport_env(env: dict) -> dict:
     default transports, best-effort 800x600 bgra8 frames (1.9 MB) lost fragments on
     loopback: measured here, 1 of 210 frames reached the agent. LARGE_DATA (SHM + TCP)
     lost none, but its TCP transport hung deleting participants and, in long test
-    sessions, left some new participants undiscovered: 1 of 4 full test runs passed
-    here, and one CI run failed; with this profile 14 of 14 passed (README, "Large
-    images over DDS").
+    sessions, left some new participants undiscovered (README, "Large images over
+    DDS", has the counts).
     """
     if any(env.get(name) for name in TRANSPORT_CHOICES):
         return env

@@ -85,25 +85,23 @@ def remove_stale_segments(min_age_s: float = 60.0, shm_dir: Path = SHM_DIR) -> i
     """Remove segments no live process holds and that are older than `min_age_s` (a
     process that is just creating its segment may not hold the lock yet). Returns how
     many were removed."""
-    removed = 0
     if fcntl is None:
         return 0
     try:
         names = os.listdir(shm_dir)
     except OSError:
         return 0
-    now = time.time()
-    own = set(own_segments(shm_dir))
+    removed, now = 0, time.time()
     for name in names:
         lock_file = shm_dir / name
-        if not _LOCK_FILE.fullmatch(name) or lock_file in own:
+        if not _LOCK_FILE.fullmatch(name):
             continue
         try:
             if now - lock_file.stat().st_mtime < min_age_s:
                 continue
         except OSError:
             continue
-        fd = _unlocked(lock_file)
+        fd = _unlocked(lock_file)  # also None for this process's own: it holds them
         if fd is None:
             continue
         try:

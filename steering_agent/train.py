@@ -349,10 +349,7 @@ def init_checkpoint(path: str | os.PathLike, cfg: TrainConfig):
         CheckpointError: unreadable, or its architecture or preprocessing differ from
             `cfg`'s (the message names the file and the option to change).
     """
-    try:
-        ckpt = load_checkpoint(path)
-    except CheckpointError as e:
-        raise CheckpointError(f"--init: {e}") from None
+    ckpt = _load_init(path)
     if ckpt.model_config.arch != cfg.arch:
         raise CheckpointError(
             f"--init {path} is a {ckpt.model_config.arch!r} network; pass --arch "
@@ -365,6 +362,13 @@ def init_checkpoint(path: str | os.PathLike, cfg: TrainConfig):
             "unset to take the checkpoint's"
         )
     return ckpt
+
+
+def _load_init(path: str | os.PathLike):
+    try:
+        return load_checkpoint(path)
+    except CheckpointError as e:
+        raise CheckpointError(f"--init: {e}") from None
 
 
 def _provenance_summary(prov: dict) -> dict:
@@ -459,21 +463,11 @@ def run(args: argparse.Namespace) -> int:
         return 2
 
 
-def _preprocess_config(args: argparse.Namespace) -> PreprocessConfig:
-    """--crop-top/--crop-bottom/--color over the --init checkpoint's preprocessing (or the
-    defaults, without --init)."""
-    given = {k: getattr(args, k) for k in ("crop_top", "crop_bottom", "color")}
-    return replace(_init_or_default(args)[1], **{k: v for k, v in given.items() if v is not None})
-
-
 def _init_or_default(args: argparse.Namespace) -> tuple[str, PreprocessConfig]:
     """(architecture, preprocessing) of the --init checkpoint, or the defaults."""
     if not args.init:
         return TrainConfig().arch, PreprocessConfig()
-    try:
-        ckpt = load_checkpoint(args.init)
-    except CheckpointError as e:
-        raise CheckpointError(f"--init: {e}") from None
+    ckpt = _load_init(args.init)
     return ckpt.model_config.arch, ckpt.preprocess_config
 
 
@@ -487,9 +481,12 @@ def _run(args: argparse.Namespace, report) -> int:
             file=sys.stderr,
         )
         return 2
-    pre = _preprocess_config(args)
+    arch, pre = _init_or_default(args)
+    # --crop-top/--crop-bottom/--color over the --init checkpoint's preprocessing
+    given = {k: getattr(args, k) for k in ("crop_top", "crop_bottom", "color")}
+    pre = replace(pre, **{k: v for k, v in given.items() if v is not None})
     cfg = TrainConfig(
-        arch=args.arch or _init_or_default(args)[0],
+        arch=args.arch or arch,
         epochs=args.epochs,
         seq_len=args.seq_len,
         batch=args.batch,

@@ -42,9 +42,9 @@ setup(
     entry_points={
         "console_scripts": [
             "steering-agent = steering_agent.cli:entry",
-            "agent = steering_agent.node:main",
-            "sim_bridge = steering_agent.sim_bridge:main",
-            "recorder = steering_agent.recorder_node:main",
+            "agent = steering_agent.ros.agent_node:main",
+            "sim_bridge = steering_agent.ros.sim_bridge:main",
+            "recorder = steering_agent.ros.recorder_node:main",
         ],
     },
 )

@@ -23,7 +23,7 @@ from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
-from steering_agent.closed_loop import local_transport_env
+from steering_agent.ros.dds import local_transport_env
 
 
 def generate_launch_description():

@@ -63,13 +63,13 @@ def repeat(fn: Callable[[], float], repeats: int) -> list[float]:
 
 def _latency_model(policy: str | None):
     """A checkpoint to time (the given one, else the shipped one, else random weights)."""
-    from steering_agent.checkpoint import load_checkpoint
-    from steering_agent.model import ModelConfig, SteeringNet
+    from steering_agent.policy.checkpoint import load_checkpoint
+    from steering_agent.policy.model import ModelConfig, SteeringNet
 
     if policy:
         return load_checkpoint(policy), policy
     try:
-        from steering_agent.package_files import shipped_checkpoint
+        from steering_agent.common.package_files import shipped_checkpoint
 
         shipped = shipped_checkpoint()
         if shipped.is_file():
@@ -87,12 +87,9 @@ def bench_inference(repeats: int, quick: bool, policy: str | None, device: str) 
     """
     import torch
 
-    from steering_agent.runtime import (
-        BatchedSteeringPolicy,
-        benchmark_latency,
-        resolve_backend,
-        resolve_device,
-    )
+    from steering_agent.policy.backends import resolve_backend, resolve_device
+    from steering_agent.policy.latency import benchmark_latency
+    from steering_agent.policy.policy import BatchedSteeringPolicy
 
     model, source = _latency_model(policy)
     dev = resolve_device(device)
@@ -133,7 +130,7 @@ def bench_inference(repeats: int, quick: bool, policy: str | None, device: str) 
 
 
 def _preprocess_of(model):
-    from steering_agent.preprocess import PreprocessConfig
+    from steering_agent.policy.preprocess import PreprocessConfig
 
     return PreprocessConfig(height=model.cfg.height, width=model.cfg.width)
 
@@ -155,15 +152,15 @@ def bench_sim(repeats: int, quick: bool) -> list:
 
 
 def bench_ros(repeats: int, quick: bool, policy: str | None) -> list:
-    """Node and DDS latency from steering_agent.closed_loop (needs rclpy)."""
+    """Node and DDS latency from steering_agent.ros.closed_loop (needs rclpy)."""
     try:
         import rclpy  # noqa: F401
     except Exception as e:  # the wheels raise more than ImportError when libraries are missing
         return [Skipped("ros latency", f"rclpy is not importable ({e}); run `make setup`")]
     try:
-        from steering_agent.closed_loop import measure_dds_latency
+        from steering_agent.ros.closed_loop import measure_dds_latency
     except ImportError as e:
-        return [Skipped("ros latency", f"steering_agent.closed_loop is not available: {e}")]
+        return [Skipped("ros latency", f"steering_agent.ros.closed_loop is not available: {e}")]
     try:
         model, _ = _latency_model(policy)
     except FileNotFoundError as e:
@@ -201,8 +198,8 @@ def _checkpoint_file(model, folder: Path) -> str:
         return str(model.path)
     import torch
 
-    from steering_agent.checkpoint import save_checkpoint
-    from steering_agent.preprocess import PreprocessConfig
+    from steering_agent.policy.checkpoint import save_checkpoint
+    from steering_agent.policy.preprocess import PreprocessConfig
 
     path = folder / "random_cnn_lstm.pt"
     prov = {"note": "random weights, latency only", "torch_version": str(torch.__version__)}
@@ -211,9 +208,9 @@ def _checkpoint_file(model, folder: Path) -> str:
 
 def bench_record(repeats: int, quick: bool) -> list:
     try:
-        from steering_agent.recording import writer_throughput
+        from steering_agent.data.recording import writer_throughput
     except ImportError as e:
-        return [Skipped("record frames/s", f"steering_agent.recording is not available: {e}")]
+        return [Skipped("record frames/s", f"steering_agent.data.recording is not available: {e}")]
     out = []
     for w, h in ((200, 66), (800, 600)):
         frames = 20 if quick else 300
@@ -228,7 +225,12 @@ def bench_record(repeats: int, quick: bool) -> list:
 
 def bench_eval(repeats: int, quick: bool, policy: str | None, device: str) -> list:
     """Simulated km per wall-clock hour of vectorised evaluation at 200x66."""
-    from steering_agent.vec_eval import EvalConfig, ExpertPolicy, make_policy, run_episodes
+    from steering_agent.evaluation.vec_eval import (
+        EvalConfig,
+        ExpertPolicy,
+        make_policy,
+        run_episodes,
+    )
 
     num_envs, route_m = (2, 30.0) if quick else (16, 250.0)
     cfg = EvalConfig(route_length_m=route_m, num_envs=num_envs)
@@ -263,8 +265,8 @@ class _RandomCnnLstm:
     name = "random"
 
     def __init__(self, model, batch: int, device: str) -> None:
-        from steering_agent.preprocess import PreprocessConfig
-        from steering_agent.runtime import BatchedSteeringPolicy
+        from steering_agent.policy.policy import BatchedSteeringPolicy
+        from steering_agent.policy.preprocess import PreprocessConfig
 
         self._p = BatchedSteeringPolicy(model, PreprocessConfig(), batch, device)
 
@@ -329,8 +331,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from steering_agent.evaluate import set_threads
-    from steering_agent.report import versions
+    from steering_agent.evaluation.evaluate import set_threads
+    from steering_agent.evaluation.report import versions
 
     if args.repeats < 1:
         print(f"steering-agent bench: --repeats must be >= 1, got {args.repeats}", file=sys.stderr)

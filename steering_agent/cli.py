@@ -9,12 +9,12 @@ import sys
 
 VERBS: dict[str, tuple[str, str]] = {
     "drive": ("steering_agent.drive", "drive one closed-loop episode and summarise it"),
-    "record": ("steering_agent.recording", "record expert drives to rosbag2 (MCAP)"),
+    "record": ("steering_agent.data.recording", "record expert drives to rosbag2 (MCAP)"),
     "train": ("steering_agent.train", "train a CNN+LSTM or CNN from recorded bags"),
-    "eval": ("steering_agent.evaluate", "closed-loop evaluation on held-out seeds"),
+    "eval": ("steering_agent.evaluation.evaluate", "closed-loop evaluation on held-out seeds"),
     "bench": ("steering_agent.bench", "latency and throughput benchmarks"),
-    "closed-loop": ("steering_agent.closed_loop", "sim_bridge + agent over DDS"),
-    "export-onnx": ("steering_agent.onnx_export", "export a checkpoint to ONNX"),
+    "closed-loop": ("steering_agent.ros.closed_loop", "sim_bridge + agent over DDS"),
+    "export-onnx": ("steering_agent.policy.onnx_export", "export a checkpoint to ONNX"),
     "sim-preview": ("sim.preview", "save a picture of frames from several seeds"),
 }
 
@@ -49,14 +49,14 @@ def main(argv: list[str] | None = None) -> int:
 def entry() -> None:
     """The `steering-agent` command: `main`, then exit.
 
-    Where the command kept ROS objects alive (`closed_loop.KEPT_UNTIL_EXIT`), it exits
-    with `closed_loop.exit_without_destructors` (os._exit after flushing its output), so
+    Where the command kept ROS objects alive (`dds.KEPT_UNTIL_EXIT`), it exits
+    with `dds.exit_without_destructors` (os._exit after flushing its output), so
     Fast DDS never runs the participant destructor that can hang.
     """
     code = main()
-    closed_loop = sys.modules.get("steering_agent.closed_loop")
-    if closed_loop is not None and closed_loop.KEPT_UNTIL_EXIT:
-        closed_loop.exit_without_destructors(code)
+    dds = sys.modules.get("steering_agent.ros.dds")
+    if dds is not None and dds.KEPT_UNTIL_EXIT:
+        dds.exit_without_destructors(code)
     sys.exit(code)
 
 

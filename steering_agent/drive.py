@@ -13,9 +13,14 @@ import json
 import sys
 from pathlib import Path
 
-from steering_agent import metrics
-from steering_agent.evaluate import evaluate_policies, resolve_seeds, results_json, set_threads
-from steering_agent.vec_eval import EvalConfig
+from steering_agent.evaluation import metrics
+from steering_agent.evaluation.evaluate import (
+    evaluate_policies,
+    resolve_seeds,
+    results_json,
+    set_threads,
+)
+from steering_agent.evaluation.vec_eval import EvalConfig
 
 AUTO = "auto"
 
@@ -36,7 +41,7 @@ def resolve_policy(spec: str) -> tuple[str, str | None]:
             )
         return spec, None
     try:
-        from steering_agent.package_files import shipped_checkpoint
+        from steering_agent.common.package_files import shipped_checkpoint
 
         shipped = shipped_checkpoint()
     except FileNotFoundError as e:
@@ -72,7 +77,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from steering_agent import report
+    from steering_agent.evaluation import report
 
     try:
         set_threads(args.threads)

@@ -28,10 +28,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from steering_agent.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from steering_agent.model import ARCHS, ModelConfig, SteeringNet
-from steering_agent.preprocess import PreprocessConfig, normalize, preprocess_frames
-from steering_agent.runtime import resolve_device
+from steering_agent.policy.backends import resolve_device
+from steering_agent.policy.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from steering_agent.policy.model import ARCHS, ModelConfig, SteeringNet
+from steering_agent.policy.preprocess import PreprocessConfig, normalize, preprocess_frames
 
 
 @dataclass
@@ -454,7 +454,7 @@ def _command(args: argparse.Namespace) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """`steering-agent train`: load the bags, train, print the best validation RMSE."""
-    from steering_agent.dataset import load_episodes
+    from steering_agent.data.dataset import load_episodes
 
     try:
         return _run(args, load_episodes(args.data))

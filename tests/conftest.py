@@ -19,8 +19,10 @@ os.environ.setdefault("PYTHONUNBUFFERED", "1")
 # Every DDS participant of the session, in this process (loaded once, at its first one)
 # and in the node processes it starts, uses the project's one-host Fast DDS profile, as
 # `steering-agent closed-loop` gives its nodes (config/fastdds_local.xml).
-from steering_agent.closed_loop import use_local_transport  # noqa: E402
-from steering_agent.dds_shm import remove_stale_segments  # noqa: E402
+from steering_agent.ros.dds import (  # noqa: E402
+    remove_stale_segments,
+    use_local_transport,
+)
 
 use_local_transport()
 # shared-memory segments of killed processes (tests kill nodes with SIGKILL on purpose)
@@ -80,7 +82,7 @@ def pytest_sessionfinish(session, exitstatus):
 @pytest.hookimpl(trylast=True)
 def pytest_unconfigure(config):
     """Leave without running Fast DDS's participant destructors, which can hang, when a
-    test kept ROS objects alive (steering_agent.closed_loop.KEPT_UNTIL_EXIT)."""
-    closed_loop = sys.modules.get("steering_agent.closed_loop")
-    if closed_loop is not None and closed_loop.KEPT_UNTIL_EXIT:
-        closed_loop.exit_without_destructors(getattr(config, "_steering_agent_exitstatus", 0))
+    test kept ROS objects alive (steering_agent.ros.dds.KEPT_UNTIL_EXIT)."""
+    dds = sys.modules.get("steering_agent.ros.dds")
+    if dds is not None and dds.KEPT_UNTIL_EXIT:
+        dds.exit_without_destructors(getattr(config, "_steering_agent_exitstatus", 0))

@@ -34,9 +34,9 @@ def random_checkpoint(path: Path, seed: int = 0) -> Path:
     """A small untrained cnn_lstm checkpoint (steers arbitrarily, but runs the real code)."""
     import torch
 
-    from steering_agent.checkpoint import save_checkpoint
-    from steering_agent.model import ModelConfig, SteeringNet
-    from steering_agent.preprocess import PreprocessConfig
+    from steering_agent.policy.checkpoint import save_checkpoint
+    from steering_agent.policy.model import ModelConfig, SteeringNet
+    from steering_agent.policy.preprocess import PreprocessConfig
 
     torch.manual_seed(seed)
     cfg = ModelConfig(feature_dim=32, hidden_dim=16)
@@ -92,10 +92,10 @@ class Probe:
         self.spin_until(lambda: False, seconds)
 
     def close(self) -> None:
-        from steering_agent.closed_loop import keep_until_exit
+        from steering_agent.ros.dds import keep_until_exit
 
         self.executor.shutdown()
-        # Not destroyed: deleting a participant can hang (closed_loop.KEPT_UNTIL_EXIT).
+        # Not destroyed: deleting a participant can hang (dds.KEPT_UNTIL_EXIT).
         keep_until_exit(self.node, self.context)
 
 

@@ -17,7 +17,7 @@ import yaml
 
 from sim.carla_backend import CarlaConnectionError, CarlaDriveEnv, CarlaSensorTimeoutError
 from sim.carla_route import PurePursuitExpert, RoutePolyline, carla_to_ros_pose
-from steering_agent import topics
+from steering_agent.interfaces import topics
 
 sys.path.insert(0, str(Path(__file__).parent))
 from carla_standin import make_carla_standin
@@ -338,14 +338,14 @@ def test_route_geometry_and_pure_pursuit():
 
 
 def node_parameter_names() -> set[str]:
-    """Keys of steering_agent/node.py's PARAMETERS (parsed, so no rclpy is needed)."""
-    tree = ast.parse((REPO / "steering_agent" / "node.py").read_text())
+    """Keys of steering_agent/ros/agent_node.py's PARAMETERS (parsed, so no rclpy is needed)."""
+    tree = ast.parse((REPO / "steering_agent" / "ros" / "agent_node.py").read_text())
     for node in ast.walk(tree):
         if isinstance(node, ast.Assign) and any(
             isinstance(t, ast.Name) and t.id == "PARAMETERS" for t in node.targets
         ):
             return {k.value for k in node.value.keys}
-    raise AssertionError("steering_agent/node.py has no PARAMETERS dict")
+    raise AssertionError("steering_agent/ros/agent_node.py has no PARAMETERS dict")
 
 
 @pytest.mark.parametrize("name", ["carla_ros_bridge.yaml", "carla_native_ros2.yaml"])
@@ -379,7 +379,7 @@ def test_docs_match_code_and_param_files():
         "enable_for_ros",
         "CarlaConnectionError",
         "-RenderOffScreen",
-        "steering_agent.carla_recording",
+        "steering_agent.data.carla_recording",
     ):
         assert needle in doc, needle
     for name in ("carla_ros_bridge.yaml", "carla_native_ros2.yaml"):
@@ -388,8 +388,8 @@ def test_docs_match_code_and_param_files():
 
 
 def test_standin_carla_drive_recorded_as_training_data(tmp_path, monkeypatch):
-    from steering_agent.carla_recording import main
-    from steering_agent.dataset import load_episodes
+    from steering_agent.data.carla_recording import main
+    from steering_agent.data.dataset import load_episodes
 
     standin = make_carla_standin()
     monkeypatch.setitem(sys.modules, "carla", standin)
@@ -406,7 +406,7 @@ def test_standin_carla_drive_recorded_as_training_data(tmp_path, monkeypatch):
 
 
 def test_carla_recording_without_server_is_a_clear_cli_error(tmp_path, capsys):
-    from steering_agent.carla_recording import main
+    from steering_agent.data.carla_recording import main
 
     pytest.importorskip("carla")
     with socket.socket() as s:

@@ -7,10 +7,11 @@ import shutil
 import numpy as np
 import pytest
 
-from steering_agent import bagio, topics
-from steering_agent.dataset import load_episodes
-from steering_agent.imageconv import rgb_to_image_fields
-from steering_agent.recording import EpisodeBagWriter
+from steering_agent.data import bagio
+from steering_agent.data.dataset import load_episodes
+from steering_agent.data.imageconv import rgb_to_image_fields
+from steering_agent.data.recording import EpisodeBagWriter
+from steering_agent.interfaces import topics
 
 # 77 kB a frame: 30 frames fill two of rosbags' 1 MiB chunks, so a cut file keeps one.
 W, H = 160, 120

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from steering_agent import dds_shm
+from steering_agent.ros import dds
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -23,11 +23,11 @@ _CHILD = """
 import json, os, sys, time
 sys.path.insert(0, {repo!r})
 import rclpy
-from steering_agent import dds_shm
-from steering_agent.closed_loop import exit_without_destructors
+from steering_agent.ros import dds
+from steering_agent.ros.dds import exit_without_destructors
 rclpy.init()
 node = rclpy.create_node("shm_probe")
-print(json.dumps([str(p) for p in dds_shm.own_segments()]), flush=True)
+print(json.dumps([str(p) for p in dds.own_segments()]), flush=True)
 how = sys.argv[1]
 if how == "exit_without_destructors":
     exit_without_destructors(0)
@@ -64,7 +64,7 @@ def test_stale_segments_go_and_held_or_young_ones_stay(tmp_path):
     )  # fmt: skip
     try:
         assert holder.stdout.readline().strip() == "locked"
-        assert dds_shm.remove_stale_segments(min_age_s=60, shm_dir=tmp_path) == 1
+        assert dds.remove_stale_segments(min_age_s=60, shm_dir=tmp_path) == 1
     finally:
         holder.kill()
         holder.wait()
@@ -72,7 +72,7 @@ def test_stale_segments_go_and_held_or_young_ones_stay(tmp_path):
     assert young.exists() and held.exists() and port.exists()
     assert (tmp_path / "fastdds_2222222222222222").exists()
     # once its holder is gone, the held one is stale too
-    assert dds_shm.remove_stale_segments(min_age_s=60, shm_dir=tmp_path) == 1
+    assert dds.remove_stale_segments(min_age_s=60, shm_dir=tmp_path) == 1
     assert not held.exists()
 
 
@@ -81,8 +81,8 @@ def test_own_segments_are_those_this_process_has_open(tmp_path, monkeypatch):
     other = _fake_segment(tmp_path, "bbbbbbbbbbbbbbbb", age_s=0)
     with open(lock) as f:
         fcntl.flock(f, fcntl.LOCK_EX)
-        assert dds_shm.own_segments(tmp_path) == [lock]
-        assert dds_shm.remove_own_segments(tmp_path) == 1
+        assert dds.own_segments(tmp_path) == [lock]
+        assert dds.remove_own_segments(tmp_path) == 1
     assert not lock.exists() and not (tmp_path / "fastdds_abcdefabcdefabcd").exists()
     assert other.exists()
 
@@ -100,7 +100,7 @@ def _run_child(how: str, ros_env: dict) -> tuple[subprocess.Popen, list[Path]]:
 @pytest.fixture
 def ros_env(ros_domain):
     pytest.importorskip("rclpy")
-    if not dds_shm.SHM_DIR.is_dir():
+    if not dds.SHM_DIR.is_dir():
         pytest.skip("no /dev/shm")
     return dict(os.environ)
 
@@ -111,7 +111,7 @@ def test_a_real_participant_leaving_with_os_exit_leaves_its_segment_unless_remov
     assert proc.wait(30) == 0
     assert locks and all(lock.exists() for lock in locks)  # what os._exit alone leaves
     for lock in locks:  # tidy up what this test made
-        dds_shm._remove_segment(lock)
+        dds._remove_segment(lock)
 
     proc, locks = _run_child("exit_without_destructors", ros_env)
     assert proc.wait(30) == 0
@@ -127,10 +127,10 @@ def test_segments_of_a_killed_participant_are_stale_and_of_a_live_one_are_not(ro
         killed.kill()
         killed.wait(30)
         assert all(lock.exists() for lock in killed_locks)
-        dds_shm.remove_stale_segments(min_age_s=0)
+        dds.remove_stale_segments(min_age_s=0)
         assert killed_locks and not any(lock.exists() for lock in killed_locks)
         assert live_locks and all(lock.exists() for lock in live_locks)
     finally:
         live.kill()
         live.wait(30)
-        dds_shm.remove_stale_segments(min_age_s=0)
+        dds.remove_stale_segments(min_age_s=0)

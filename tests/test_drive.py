@@ -7,10 +7,10 @@ import json
 import torch
 
 from steering_agent import drive
-from steering_agent.checkpoint import save_checkpoint
 from steering_agent.cli import main
-from steering_agent.model import ModelConfig, SteeringNet
-from steering_agent.preprocess import PreprocessConfig
+from steering_agent.policy.checkpoint import save_checkpoint
+from steering_agent.policy.model import ModelConfig, SteeringNet
+from steering_agent.policy.preprocess import PreprocessConfig
 
 
 def test_drive_expert_writes_summary_and_files(tmp_path, capsys):
@@ -26,7 +26,7 @@ def test_drive_expert_writes_summary_and_files(tmp_path, capsys):
 
 
 def test_without_a_shipped_checkpoint_the_expert_is_labelled(monkeypatch, tmp_path):
-    import steering_agent.package_files as pf
+    import steering_agent.common.package_files as pf
 
     monkeypatch.setattr(pf, "shipped_checkpoint", lambda: tmp_path / "cnn_lstm.pt")
     spec, notice = drive.resolve_policy("auto")
@@ -35,7 +35,7 @@ def test_without_a_shipped_checkpoint_the_expert_is_labelled(monkeypatch, tmp_pa
 
 
 def test_the_shipped_checkpoint_is_the_default(monkeypatch, tmp_path):
-    import steering_agent.package_files as pf
+    import steering_agent.common.package_files as pf
 
     cfg = ModelConfig(feature_dim=16, hidden_dim=8)
     path = save_checkpoint(

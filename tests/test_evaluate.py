@@ -10,18 +10,18 @@ import pytest
 import torch
 
 from sim.seeds import eval_seeds
-from steering_agent import metrics
-from steering_agent.checkpoint import save_checkpoint
 from steering_agent.cli import main
-from steering_agent.model import ModelConfig, SteeringNet
-from steering_agent.preprocess import PreprocessConfig
-from steering_agent.vec_eval import (
+from steering_agent.evaluation import metrics
+from steering_agent.evaluation.vec_eval import (
     EvalConfig,
     ExpertPolicy,
     Perturbations,
     make_policy,
     run_episodes,
 )
+from steering_agent.policy.checkpoint import save_checkpoint
+from steering_agent.policy.model import ModelConfig, SteeringNet
+from steering_agent.policy.preprocess import PreprocessConfig
 
 ROUTE_M = 20.0  # about 40 steps at the expert's 10 m/s
 
@@ -184,7 +184,7 @@ def test_shipped_model_drives_a_4_3_camera_through_the_aspect_crop():
     """Trained on 200x66 frames; an 800x600 frame keeps its centre 800x264 rows. The
     whole frame squeezed to 200x66 needed 61 interventions in 3 x 300 m (README)."""
     cfg = EvalConfig(route_length_m=300.0, num_envs=1, width=800, height=600)
-    from steering_agent.checkpoint import load_checkpoint
+    from steering_agent.policy.checkpoint import load_checkpoint
 
     assert load_checkpoint(SHIPPED).preprocess_config.aspect_crop
     policy = make_policy(str(SHIPPED), batch_size=1, device="cpu")

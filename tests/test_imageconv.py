@@ -9,8 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
-from steering_agent import bagio
-from steering_agent.imageconv import (
+from steering_agent.data import bagio
+from steering_agent.data.imageconv import (
     ENCODINGS,
     ImageDecodeError,
     compressed_to_rgb,

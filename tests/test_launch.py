@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from steering_agent.closed_loop import NODES, node_command
+from steering_agent.ros.closed_loop import NODES, node_command
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -188,8 +188,8 @@ def _set_env(actions) -> dict:
 
 
 def test_sim_launch_sets_the_one_host_dds_profile_as_closed_loop_does(monkeypatch):
-    from steering_agent.closed_loop import LOCAL_PROFILE
-    from steering_agent.package_files import config_file
+    from steering_agent.common.package_files import config_file
+    from steering_agent.ros.dds import LOCAL_PROFILE
 
     profile = str(config_file(LOCAL_PROFILE))
     actions = _sim_launch_actions(monkeypatch, {})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from steering_agent import metrics
+from steering_agent.evaluation import metrics
 
 DT = 0.05
 

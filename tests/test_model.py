@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from steering_agent.model import ARCHS, ModelConfig, SteeringNet, count_parameters
+from steering_agent.policy.model import ARCHS, ModelConfig, SteeringNet, count_parameters
 
 
 @pytest.fixture(params=ARCHS)

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from steering_agent import control_msgs
+from steering_agent.ros import control_msgs
 from tests.ros_helpers import (
     Probe,
     log_text,
@@ -57,7 +57,7 @@ def test_control_type_resolution():
 
 
 def _start_agent(tmp, name: str, overrides: dict, remaps=None) -> tuple[subprocess.Popen, object]:
-    from steering_agent.closed_loop import start_node
+    from steering_agent.ros.closed_loop import start_node
 
     log = tmp / f"{name}.log"
     return start_node("agent", overrides, log, remaps), log
@@ -77,7 +77,7 @@ def _stop(proc: subprocess.Popen, sig=signal.SIGINT) -> int:
 def _image(rgb: np.ndarray, ns: int, encoding: str = "bgra8"):
     from sensor_msgs.msg import Image
 
-    from steering_agent.imageconv import rgb_to_image_fields
+    from steering_agent.data.imageconv import rgb_to_image_fields
 
     f = rgb_to_image_fields(rgb, encoding)
     msg = Image(height=f["height"], width=f["width"], encoding=encoding, step=f["step"])
@@ -89,7 +89,7 @@ def _image(rgb: np.ndarray, ns: int, encoding: str = "bgra8"):
 def _jpeg(rgb: np.ndarray, ns: int, data: bytes | None = None):
     from sensor_msgs.msg import CompressedImage
 
-    from steering_agent.imageconv import rgb_to_compressed_fields
+    from steering_agent.data.imageconv import rgb_to_compressed_fields
 
     msg = CompressedImage(format="jpeg")
     msg.data = data if data is not None else rgb_to_compressed_fields(rgb)["data"].tobytes()
@@ -145,7 +145,7 @@ def carla_agent(domain, checkpoint, tmp_path_factory):
     from carla_msgs.msg import CarlaEgoVehicleControl
     from sensor_msgs.msg import Image
 
-    from steering_agent import topics
+    from steering_agent.interfaces import topics
 
     tmp = tmp_path_factory.mktemp("carla_agent")
     params = {
@@ -175,7 +175,7 @@ def twist_agent(domain, checkpoint, tmp_path_factory):
     from geometry_msgs.msg import Twist
     from sensor_msgs.msg import CompressedImage
 
-    from steering_agent import topics
+    from steering_agent.interfaces import topics
 
     tmp = tmp_path_factory.mktemp("twist_agent")
     params = {
@@ -336,7 +336,7 @@ def test_corrupt_jpeg_is_skipped_with_one_rate_limited_error(twist_agent):
     ],
 )
 def test_invalid_parameter_exits_with_a_clear_message(domain, param, message):
-    from steering_agent.closed_loop import node_command
+    from steering_agent.ros.closed_loop import node_command
 
     cmd = [*node_command("agent"), "-p", param]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=60)

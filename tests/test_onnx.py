@@ -4,11 +4,11 @@ import onnx
 import pytest
 import torch
 
-from steering_agent.checkpoint import save_checkpoint
 from steering_agent.cli import main
-from steering_agent.model import ModelConfig, SteeringNet
-from steering_agent.onnx_export import compare_with_torch, export_onnx
-from steering_agent.preprocess import PreprocessConfig
+from steering_agent.policy.checkpoint import save_checkpoint
+from steering_agent.policy.model import ModelConfig, SteeringNet
+from steering_agent.policy.onnx_export import compare_with_torch, export_onnx
+from steering_agent.policy.preprocess import PreprocessConfig
 
 
 @pytest.mark.parametrize("arch", ["cnn_lstm", "cnn"])

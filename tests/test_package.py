@@ -144,7 +144,7 @@ def test_colcon_build_and_run_agent_from_install_space(tmp_path, ros_domain, mon
         # The node must come from the install space, not the source tree.
         out = subprocess.run(
             ["bash", "-c", f"source {install}/local_setup.sh && {sys.executable} -c "
-             "'import steering_agent.node as m; print(m.__file__)'"],
+             "'import steering_agent.ros.agent_node as m; print(m.__file__)'"],
             cwd=tmp_path, env=env, capture_output=True, text=True,
         )  # fmt: skip
         assert str(install) in out.stdout, out.stdout + out.stderr

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from steering_agent import package_files as pf
+from steering_agent.common import package_files as pf
 
 
 @pytest.fixture
@@ -34,7 +34,7 @@ def test_no_share_dir_names_the_fix(installed_only):
 def test_local_transport_profile_is_set_unless_the_user_chose_one():
     import xml.etree.ElementTree as ET
 
-    from steering_agent.closed_loop import LOCAL_PROFILE, local_transport_env
+    from steering_agent.ros.dds import LOCAL_PROFILE, local_transport_env
 
     env = local_transport_env({"PATH": "/bin", "ROS_DISTRO": "kilted"})
     profile = env["FASTDDS_DEFAULT_PROFILES_FILE"]

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from steering_agent.preprocess import PreprocessConfig, normalize, preprocess_frames
+from steering_agent.policy.preprocess import PreprocessConfig, normalize, preprocess_frames
 
 
 def _frames(n=3, h=66, w=200, seed=0):

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from rosbags.rosbag2 import Reader
 
-from steering_agent import bagio, topics
+from steering_agent.data import bagio
+from steering_agent.interfaces import topics
 
 REPO = Path(__file__).resolve().parents[1]
 FED = [topics.IMAGE, topics.SPEEDOMETER, topics.CLOCK]
@@ -30,7 +31,7 @@ def start_recorder(output: Path, *params: str) -> subprocess.Popen:
     cmd = [
         sys.executable,
         "-m",
-        "steering_agent.recorder_node",
+        "steering_agent.ros.recorder_node",
         "--ros-args",
         "-p",
         f"output:={output}",
@@ -146,7 +147,7 @@ def test_parameters_have_defaults_and_descriptions(tmp_path, ros_domain, monkeyp
     # can hang when deleted.
     monkeypatch.delenv("FASTDDS_BUILTIN_TRANSPORTS", raising=False)
 
-    from steering_agent.recorder_node import DEFAULT_TOPICS, RecorderNode, message_class
+    from steering_agent.ros.recorder_node import DEFAULT_TOPICS, RecorderNode, message_class
 
     rclpy.init()
     try:

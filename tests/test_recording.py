@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 from rosbags.rosbag2 import Reader
 
-from steering_agent import bagio, cli, topics
-from steering_agent.imageconv import image_to_rgb
-from steering_agent.recording import EpisodeBagWriter, SteeringNoise, writer_throughput
+from steering_agent import cli
+from steering_agent.data import bagio
+from steering_agent.data.imageconv import image_to_rgb
+from steering_agent.data.recording import EpisodeBagWriter, SteeringNoise, writer_throughput
+from steering_agent.interfaces import topics
 
 EXPECTED_TYPES = {
     topics.CLOCK: "rosgraph_msgs/msg/Clock",
@@ -109,7 +111,7 @@ def test_recorded_images_equal_env_observations(tmp_path):
     gymnasium = pytest.importorskip("gymnasium")
     pytest.importorskip("sim.env")
     import sim  # noqa: F401
-    from steering_agent.recording import record_episode
+    from steering_agent.data.recording import record_episode
 
     env = ObservationLog(gymnasium.make("SteeringAgent/Drive-v0", route_length_m=50.0))
     entry = record_episode(env, tmp_path / "bag", 7, SteeringNoise(0.1, 0.05, seed=7))

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from sim.seeds import eval_seeds
-from steering_agent import report
-from steering_agent.evaluate import PolicyRun, results_json
-from steering_agent.metrics import aggregate
-from steering_agent.vec_eval import EvalConfig, ExpertPolicy, run_episodes
+from steering_agent.evaluation import report
+from steering_agent.evaluation.evaluate import PolicyRun, results_json
+from steering_agent.evaluation.metrics import aggregate
+from steering_agent.evaluation.vec_eval import EvalConfig, ExpertPolicy, run_episodes
 
 
 @pytest.fixture(scope="module")

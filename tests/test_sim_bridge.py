@@ -29,7 +29,7 @@ class BridgeUnderTest:
         from sensor_msgs.msg import CameraInfo, Image
         from std_msgs.msg import Float32, String
 
-        from steering_agent import topics
+        from steering_agent.interfaces import topics
 
         self.proc, self.log, self.probe = proc, log, probe
         self.images = probe.record(Image, topics.IMAGE)
@@ -71,7 +71,7 @@ class BridgeUnderTest:
 
 @pytest.fixture(scope="module")
 def bridge(tmp_path_factory):
-    from steering_agent.closed_loop import start_node
+    from steering_agent.ros.closed_loop import start_node
 
     old = set_domain(unique_domain())
     tmp = tmp_path_factory.mktemp("sim_bridge")

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from steering_agent.checkpoint import load_checkpoint
+from steering_agent.policy.checkpoint import load_checkpoint
 from steering_agent.train import (
     ChunkStream,
     PreparedEpisode,
@@ -109,7 +109,7 @@ def test_losses_are_finite_on_real_shapes():
 
 
 def test_cli_resume_without_a_previous_run_is_a_clear_error(tmp_path, capsys, monkeypatch):
-    import steering_agent.dataset as dataset
+    import steering_agent.data.dataset as dataset
     from steering_agent.cli import main
 
     report = dataset.DatasetReport([synthetic_episode(40, 0), synthetic_episode(40, 1)], [])
@@ -145,7 +145,7 @@ def test_init_starts_from_the_checkpoints_weights_and_records_it(tmp_path):
 @pytest.fixture
 def cli_data(tmp_path, monkeypatch):
     """`steering-agent train` over synthetic episodes (load_episodes replaced)."""
-    import steering_agent.dataset as dataset
+    import steering_agent.data.dataset as dataset
     from steering_agent.cli import main
 
     def load(folder):  # a new report each run: training drains its episodes

@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from steering_agent.closed_loop import exit_without_destructors
+from steering_agent.ros.dds import exit_without_destructors
 
 _KEPT: list = []  # ROS objects held until os._exit (see the end of main)
 
@@ -57,8 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     from sensor_msgs.msg import Image
     from std_msgs.msg import Float32
 
-    from steering_agent import topics
-    from steering_agent.imageconv import fill_image_msg
+    from steering_agent.data.imageconv import fill_image_msg
+    from steering_agent.interfaces import topics
 
     rclpy.init()
     node = rclpy.create_node("feed_images")

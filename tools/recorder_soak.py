@@ -48,11 +48,11 @@ def main(argv: list[str] | None = None) -> int:
 
     from rosbags.rosbag2 import Reader
 
-    from steering_agent import topics
+    from steering_agent.interfaces import topics
 
     env = {**os.environ, "PYTHONPATH": str(REPO), "AMENT_PREFIX_PATH": sys.prefix}
     env.setdefault("ROS_DOMAIN_ID", str(1 + os.getpid() % 100))
-    from steering_agent.closed_loop import TRANSPORT_CHOICES, local_transport_env
+    from steering_agent.ros.dds import TRANSPORT_CHOICES, local_transport_env
 
     for name in TRANSPORT_CHOICES:  # this run's choice, not the caller's environment
         env.pop(name, None)
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         [
             sys.executable,
             "-m",
-            "steering_agent.recorder_node",
+            "steering_agent.ros.recorder_node",
             "--ros-args",
             "-p",
             f"output:={output}",

@@ -2,12 +2,12 @@
 
 `ros2 run steering_agent agent --ros-args --params-file config/agent.yaml`
 
-Each camera frame is decoded (steering_agent.imageconv), run through the stateful
+Each camera frame is decoded (steering_agent.data.imageconv), run through the stateful
 `SteeringPolicy` (CNN per frame, LSTM across frames) and answered with one control
 command whose header stamp is the frame's stamp. The camera subscription keeps only
 the newest frame (depth 1), so a slow step drops frames instead of building a queue.
 A watchdog brakes fully while frames stay away; bad frames are logged and skipped.
-Control message types and the Twist convention: steering_agent.control_msgs.
+Control message types and the Twist convention: steering_agent.ros.control_msgs.
 """
 
 from __future__ import annotations
@@ -28,8 +28,9 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Float32
 from std_srvs.srv import Trigger
 
-from steering_agent import control_msgs, topics
-from steering_agent.package_files import shipped_checkpoint
+from steering_agent.common.package_files import shipped_checkpoint
+from steering_agent.interfaces import topics
+from steering_agent.ros import control_msgs
 
 NODE_NAME = "agent"
 WATCHDOG_FRAME_ID = "watchdog"  # header.frame_id of the watchdog's brake commands
@@ -185,7 +186,7 @@ class SteeringAgentNode(Node):
     def _load_policy(self, p: dict):
         import torch
 
-        from steering_agent.runtime import SteeringPolicy
+        from steering_agent.policy.policy import SteeringPolicy
 
         if p["threads"] > 0:
             torch.set_num_threads(p["threads"])
@@ -222,7 +223,7 @@ class SteeringAgentNode(Node):
             self._pub = self.create_publisher(Twist, self._control_topic, reliable)
 
     def _make_subscriptions(self, p: dict) -> None:
-        from steering_agent import imageconv
+        from steering_agent.data import imageconv
 
         # Sensor-data QoS with depth 1: newest frame only. Best effort takes a reliable
         # publisher such as CARLA's bridge; reliable suits large frames on lossy links.
@@ -248,7 +249,7 @@ class SteeringAgentNode(Node):
         self.create_subscription(Float32, p["speed_topic"], self._on_speed, newest)
 
     def _decode_raw(self, msg):
-        from steering_agent.imageconv import image_to_rgb
+        from steering_agent.data.imageconv import image_to_rgb
 
         out = self._rgb  # reused while the frame size stays the same: no allocation
         if out is not None and out.shape != (msg.height, msg.width, 3):

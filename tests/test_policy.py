@@ -4,17 +4,13 @@ import numpy as np
 import pytest
 import torch
 
-from steering_agent.checkpoint import save_checkpoint
-from steering_agent.model import ModelConfig, SteeringNet
-from steering_agent.preprocess import PreprocessConfig, normalize, preprocess_frames
-from steering_agent.runtime import (
-    BatchedSteeringPolicy,
-    Control,
-    SpeedController,
-    SteeringPolicy,
-    benchmark_latency,
-    resolve_backend,
-)
+from steering_agent.policy.backends import resolve_backend
+from steering_agent.policy.checkpoint import save_checkpoint
+from steering_agent.policy.control import Control, SpeedController
+from steering_agent.policy.latency import benchmark_latency
+from steering_agent.policy.model import ModelConfig, SteeringNet
+from steering_agent.policy.policy import BatchedSteeringPolicy, SteeringPolicy
+from steering_agent.policy.preprocess import PreprocessConfig, normalize, preprocess_frames
 
 PRE = PreprocessConfig()
 # Both per-frame backends must behave the same; onnxruntime is part of `make setup`.

@@ -1,9 +1,10 @@
 """`steering-agent eval`: closed-loop evaluation of policies on held-out seeds.
 
 Every policy drives the same evaluation seeds (`sim.seeds.eval_seeds`) in
-`SteeringAgent/Drive-v0`; the metrics are those of `steering_agent.metrics`. Writes a JSON
-(one row per policy plus per-episode details, settings and versions), prints a table,
-and with `--report DIR` also the Markdown table, plots and a video (`steering_agent.report`).
+`SteeringAgent/Drive-v0`; the metrics are those of `steering_agent.evaluation.metrics`.
+Writes a JSON (one row per policy plus per-episode details, settings and versions),
+prints a table, and with `--report DIR` also the Markdown table, plots and a video
+(`steering_agent.evaluation.report`).
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sim.seeds import EVAL_SEED_START, eval_seeds, is_eval_seed
-from steering_agent import metrics
-from steering_agent.vec_eval import EvalConfig, Perturbations, make_policy, run_episodes
+from steering_agent.evaluation import metrics
+from steering_agent.evaluation.vec_eval import EvalConfig, Perturbations, make_policy, run_episodes
 
 _BAR_FORMAT = "{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} m [{elapsed}<{remaining}]"
 
@@ -109,7 +110,7 @@ def evaluate_policies(
 
 def results_json(runs: Sequence[PolicyRun], seeds: Sequence[int], cfg: EvalConfig) -> dict:
     """The evaluation's JSON document (policies keyed by name; settings; versions)."""
-    from steering_agent.report import versions
+    from steering_agent.evaluation.report import versions
 
     sim_km = sum(r.summary["distance_km"] for r in runs)
     wall_s = sum(r.wall_s for r in runs)
@@ -202,7 +203,7 @@ def set_threads(threads: int | None) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from steering_agent import report
+    from steering_agent.evaluation import report
 
     try:
         set_threads(args.threads)

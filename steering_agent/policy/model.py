@@ -1,7 +1,7 @@
 """The steering network: a PilotNet-style CNN per frame, an LSTM across frames, a tanh head.
 
 `SteeringNet` holds no episode state: the caller passes the LSTM state in and gets it
-back (`steering_agent.runtime.SteeringPolicy` owns it between frames). With
+back (`steering_agent.policy.policy.SteeringPolicy` owns it between frames). With
 `ModelConfig.arch == "cnn"` the same encoder feeds a feed-forward layer of similar
 size instead of the LSTM: the single-frame baseline, and the state is passed through.
 """
@@ -131,7 +131,7 @@ class SteeringNet(nn.Module):
     def step(self, frames: torch.Tensor, state: State = None) -> tuple[torch.Tensor, State]:
         """One frame per stream: `forward(frames[:, None], state)` without the sequence machinery.
 
-        The per-frame path of `steering_agent.runtime`: the LSTM runs as one cell per layer
+        The per-frame path of `steering_agent.policy.policy`: the LSTM runs as one cell per layer
         (PyTorch's gate order i, f, g, o), which for a single time step is about four times
         cheaper than `nn.LSTM`. For inference (dropout between LSTM layers is not applied).
 

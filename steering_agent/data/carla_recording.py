@@ -5,7 +5,7 @@
 and `EpisodeBagWriter` write CARLA drives unchanged: same topics, same index.json, and
 `steering-agent train --data` reads them like any other recording.
 
-    python -m steering_agent.carla_recording --out data/carla --episodes 5 --port 2000
+    python -m steering_agent.data.carla_recording --out data/carla --episodes 5 --port 2000
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from steering_agent.recording import INDEX_FILE, record_env_episodes
+from steering_agent.data.recording import INDEX_FILE, record_env_episodes
 
 ENV_ID = "SteeringAgent/CarlaDrive-v0"
 
@@ -44,7 +44,7 @@ def record_carla_episodes(
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m steering_agent.carla_recording",
+        prog="python -m steering_agent.data.carla_recording",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

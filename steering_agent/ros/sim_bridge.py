@@ -2,11 +2,11 @@
 
 `ros2 run steering_agent sim_bridge --ros-args --params-file config/sim_bridge.yaml`
 
-Publishes what the CARLA ROS bridge publishes for `ego_vehicle` (steering_agent.topics):
+Publishes what the CARLA ROS bridge publishes for `ego_vehicle` (steering_agent.interfaces.topics):
 the front camera (sensor_msgs/Image, bgra8) and its CameraInfo, the speedometer
 (std_msgs/Float32), odometry and /clock, all stamped with simulation time; it takes
 control commands as carla_msgs/CarlaEgoVehicleControl (where importable) and as
-geometry_msgs/Twist (carla_twist_to_control's convention, steering_agent.control_msgs).
+geometry_msgs/Twist (carla_twist_to_control's convention, steering_agent.ros.control_msgs).
 
 Modes:
 - `sync` (as CARLA's synchronous mode): one world step per command. A frame is
@@ -25,7 +25,7 @@ stamp), `frames_without_control`, `controls_received`, `duplicate_controls` (a
 second command for one frame), `unmatched_controls` (a stamp of no recent frame),
 `watchdog_controls`, `done`, `reason` (`running`, `route_complete`, `off_road`,
 `max_steps`, `truncated`), and, every `metrics_every` steps and at the end,
-`summary` (steering_agent.metrics.summarize_episode). Once done, the world stops.
+`summary` (steering_agent.evaluation.metrics.summarize_episode). Once done, the world stops.
 With the `metrics_file` parameter set, each of these objects also replaces that file
 (what `steering-agent closed-loop` watches: no DDS participant in the harness).
 """
@@ -50,13 +50,17 @@ from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Float32, String
 
-from steering_agent import control_msgs, metrics, topics
-from steering_agent.fileutil import write_text_atomic
-from steering_agent.node import spin_until_shutdown
+from steering_agent.common.files import write_text_atomic
+from steering_agent.evaluation import metrics
+from steering_agent.interfaces import topics
+from steering_agent.ros import control_msgs
+from steering_agent.ros.agent_node import spin_until_shutdown
 
 NODE_NAME = "sim_bridge"
 MODES = ("sync", "realtime")
-WATCHDOG_FRAME_ID = "watchdog"  # the agent's brake-while-blind commands (steering_agent.node)
+WATCHDOG_FRAME_ID = (
+    "watchdog"  # the agent's brake-while-blind commands (steering_agent.ros.agent_node)
+)
 _RECENT_FRAMES = 64
 
 
@@ -212,7 +216,7 @@ class SimBridgeNode(Node):
         return listening and talking > 0
 
     def _publish_frame(self, resend: bool = False) -> None:
-        from steering_agent.imageconv import rgb_to_image_fields
+        from steering_agent.data.imageconv import rgb_to_image_fields
 
         stamp = _time_msg(self.step_idx * self.dt_ns)
         if not resend:

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 PACKAGE = "steering_agent"
-_CHECKOUT = Path(__file__).resolve().parents[1]
+_CHECKOUT = Path(__file__).resolve().parents[2]
 
 
 def share_dir() -> Path:

@@ -15,10 +15,10 @@ from typing import Any
 
 import torch
 
-from steering_agent.model import ModelConfig, SteeringNet
-from steering_agent.preprocess import PreprocessConfig
+from steering_agent.policy.model import ModelConfig, SteeringNet
+from steering_agent.policy.preprocess import PreprocessConfig
 
-FORMAT = "steering_agent.checkpoint"
+FORMAT = "steering_agent.policy.checkpoint"
 FORMAT_VERSION = 1
 
 
@@ -120,7 +120,7 @@ def _read(path: Path) -> dict:
         msg = next((ln for ln in lines if "Unsupported" in ln), lines[0] if lines else "")[:200]
         raise CheckpointError(
             f"checkpoint {path} is {kind} ({type(e).__name__}: {msg}); "
-            "re-export it with steering_agent.checkpoint.save_checkpoint"
+            "re-export it with steering_agent.policy.checkpoint.save_checkpoint"
         ) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"checkpoint {path} is not a steering_agent checkpoint")

@@ -16,8 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from steering_agent import bagio, topics
-from steering_agent.imageconv import image_to_rgb
+from steering_agent.data import bagio
+
+from steering_agent.interfaces import topics
+from steering_agent.data.imageconv import image_to_rgb
 
 
 @dataclass
@@ -81,7 +83,7 @@ def _open_reader(bag: Path):
     except Exception as err:
         raise BagProblem(
             f"cannot be opened ({err}); if its recorder was killed, "
-            f"`steering_agent.bagio.recover_bag('{bag}')` keeps the complete chunks"
+            f"`steering_agent.data.bagio.recover_bag('{bag}')` keeps the complete chunks"
         ) from None
     return reader
 

@@ -1,6 +1,6 @@
 """Record expert drives from the gym env into rosbag2 (MCAP) bags, one per episode.
 
-Each bag carries what the CARLA ROS bridge would publish (steering_agent.topics), all
+Each bag carries what the CARLA ROS bridge would publish (steering_agent.interfaces.topics), all
 stamped with simulation time: the camera image (bgra8) and camera_info, the speedometer,
 /clock, the control that was executed and, on its own topic, the expert's clean label.
 With `--noise`, the executed steering is the expert's plus a temporally correlated
@@ -23,9 +23,11 @@ from typing import Any
 
 import numpy as np
 
-from steering_agent import bagio, topics
-from steering_agent.fileutil import write_text_atomic
-from steering_agent.imageconv import rgb_to_image_fields
+from steering_agent.data import bagio
+
+from steering_agent.interfaces import topics
+from steering_agent.common.files import write_text_atomic
+from steering_agent.data.imageconv import rgb_to_image_fields
 
 FRAME_ID = f"{topics.ROLE}/rgb_front"
 INDEX_FILE = "index.json"

@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from steering_agent.checkpoint import load_checkpoint
-from steering_agent.model import SteeringNet
+from steering_agent.policy.checkpoint import load_checkpoint
+from steering_agent.policy.model import SteeringNet
 
 
 class _ExplicitState(nn.Module):

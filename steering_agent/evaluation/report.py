@@ -15,7 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from steering_agent.metrics import SUMMARY_KEYS
+from steering_agent.evaluation.metrics import SUMMARY_KEYS
 
 _COLUMNS = (
     ("autonomy_pct", "autonomy %", "{:.1f}"),

@@ -5,7 +5,7 @@ takes the next seed itself when its episode ends). Each step the running slots' 
 frames go to the policy as one batch, with per-slot recurrent state, so a CNN+LSTM runs
 at batch K instead of K times at batch 1.
 
-Interventions follow `steering_agent.metrics`: beyond 1.0 m from the centre or off the
+Interventions follow `steering_agent.evaluation.metrics`: beyond 1.0 m from the centre or off the
 road the car is put back on the centre line (`env.unwrapped.recenter()`) and the episode
 goes on until the route is complete. Robustness perturbations (`Perturbations`) draw from
 a generator seeded by the road seed alone, so a seed gives the same perturbations to
@@ -22,7 +22,7 @@ from typing import Protocol
 
 import numpy as np
 
-from steering_agent import metrics
+from steering_agent.evaluation import metrics
 
 ENV_ID = "SteeringAgent/Drive-v0"
 _PERTURB_STREAM = 0x5EED  # second word of the perturbation RNG seed: apart from the road's
@@ -110,7 +110,7 @@ class CheckpointPolicy:
     """A trained checkpoint run through `BatchedSteeringPolicy` (the shared runtime)."""
 
     def __init__(self, path: str | Path, batch_size: int, device: str = "auto") -> None:
-        from steering_agent.runtime import BatchedSteeringPolicy
+        from steering_agent.policy.policy import BatchedSteeringPolicy
 
         path = Path(path)
         if not path.is_file():

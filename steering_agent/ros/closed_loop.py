@@ -21,77 +21,21 @@ import time
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
-from steering_agent.package_files import config_file
+from steering_agent.common.package_files import config_file
+from steering_agent.ros.dds import (
+    ros_context,
+    ros_participant_node,
+    use_local_transport,
+)
+
+_PROBES = itertools.count()
 
 # executable -> (module run with `python -m`, parameter file in config/); launch files too.
 NODES: dict[str, tuple[str, str]] = {
-    "sim_bridge": ("steering_agent.sim_bridge", "sim_bridge.yaml"),
-    "agent": ("steering_agent.node", "agent.yaml"),
-    "recorder": ("steering_agent.recorder_node", "recorder.yaml"),
+    "sim_bridge": ("steering_agent.ros.sim_bridge", "sim_bridge.yaml"),
+    "agent": ("steering_agent.ros.agent_node", "agent.yaml"),
+    "recorder": ("steering_agent.ros.recorder_node", "recorder.yaml"),
 }
-
-
-# In-process ROS objects of benchmarks and tests are never destroyed: Fast DDS 3.2 could
-# hang for good deleting a participant that had the TCP transport of its LARGE_DATA mode
-# (seen in TCPChannelResourceBasic::disconnect under rcl_node_fini). The project's own
-# profile (use_local_transport) has no TCP, but a user may still choose LARGE_DATA. The
-# objects stay referenced here until the process ends; `cli.entry` (the `steering-agent`
-# command) then exits with os._exit, skipping those destructors, and the test suite does
-# the same in tests/conftest.py.
-KEPT_UNTIL_EXIT: list = []
-
-# Environment variables that choose Fast DDS transports or profiles (3.x and 2.x names).
-TRANSPORT_CHOICES = (
-    "FASTDDS_BUILTIN_TRANSPORTS",
-    "FASTDDS_DEFAULT_PROFILES_FILE",
-    "FASTRTPS_DEFAULT_PROFILES_FILE",
-)
-LOCAL_PROFILE = "fastdds_local.xml"
-_PROBES = itertools.count()
-
-
-def keep_until_exit(*objects) -> None:
-    """Hold rclpy nodes/contexts (and their DDS participant) until the process exits."""
-    KEPT_UNTIL_EXIT.extend(objects)
-
-
-def exit_without_destructors(code: int) -> None:
-    """Leave now with exit status `code`, skipping the Fast DDS participant destructors
-    that can hang (see KEPT_UNTIL_EXIT): flush output, remove this process's shared-memory
-    segments, which those destructors would have removed (dds_shm), then os._exit."""
-    from steering_agent import dds_shm
-
-    sys.stdout.flush()
-    sys.stderr.flush()
-    dds_shm.remove_own_segments()
-    os._exit(code)
-
-
-def local_transport_env(env: dict) -> dict:
-    """`env` with Fast DDS pointed at config/fastdds_local.xml, unless it already chooses
-    transports or a profile file (TRANSPORT_CHOICES): then `env` unchanged.
-
-    The profile: shared memory with an 8 MB segment plus UDPv4, no TCP. With Fast DDS's
-    default transports, best-effort 800x600 bgra8 frames (1.9 MB) lost fragments on
-    loopback: measured here, 1 of 210 frames reached the agent. LARGE_DATA (SHM + TCP)
-    lost none, but its TCP transport hung deleting participants and, in long test
-    sessions, left some new participants undiscovered (README, "Large images over
-    DDS", has the counts).
-    """
-    if any(env.get(name) for name in TRANSPORT_CHOICES):
-        return env
-    profile = str(config_file(LOCAL_PROFILE))
-    # Fast DDS 2 (Humble) reads the FASTRTPS_ name; Jazzy and Kilted warn that it is
-    # deprecated, so it is set only on Humble.
-    name = "FASTRTPS" if env.get("ROS_DISTRO") == "humble" else "FASTDDS"
-    return {**env, f"{name}_DEFAULT_PROFILES_FILE": profile}
-
-
-def use_local_transport() -> None:
-    """Apply local_transport_env to this process (before its first rclpy context) and so
-    to its children. The nodes themselves never set it: across machines a user's own
-    transport choice must win."""
-    os.environ.update(local_transport_env(dict(os.environ)))
 
 
 def _ros_value(value) -> str:
@@ -120,7 +64,7 @@ def start_node(
     """Start one node process; its stdout and stderr go to `log_path`."""
     use_local_transport()
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    repo = str(Path(__file__).resolve().parents[1])  # run this checkout's code, not a copy
+    repo = str(Path(__file__).resolve().parents[2])  # run this checkout's code, not a copy
     env["PYTHONPATH"] = os.pathsep.join(p for p in (repo, env.get("PYTHONPATH", "")) if p)
     with open(log_path, "wb") as log:
         return subprocess.Popen(
@@ -153,21 +97,6 @@ def running_node(executable: str, overrides: dict, log_path: Path):
         stop_process(proc)
 
 
-@contextmanager
-def ros_context():
-    """An rclpy context of its own (ROS_DOMAIN_ID from the environment), kept until the
-    process exits (see KEPT_UNTIL_EXIT)."""
-    import rclpy
-
-    use_local_transport()
-    context = rclpy.Context()
-    rclpy.init(context=context, signal_handler_options=rclpy.signals.SignalHandlerOptions.NO)
-    try:
-        yield context
-    finally:
-        keep_until_exit(context)  # not shut down: that would delete the participant
-
-
 def _read_json(path: Path) -> dict:
     try:
         return json.loads(path.read_text())
@@ -180,23 +109,6 @@ def _tail(path: Path, lines: int = 15) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return ""
-
-
-@contextmanager
-def ros_participant_node(context, name: str):
-    """A node (and an executor for it) in `context`; after the block the executor stops
-    and the node is kept until the process exits (see KEPT_UNTIL_EXIT)."""
-    from rclpy.executors import SingleThreadedExecutor
-    from rclpy.node import Node
-
-    node = Node(name, context=context)
-    executor = SingleThreadedExecutor(context=context)
-    executor.add_node(node)
-    try:
-        yield node, executor
-    finally:
-        executor.shutdown()
-        keep_until_exit(node)
 
 
 def _wait_for_done(metrics_file: Path, procs: dict, timeout_s: float) -> tuple[str, dict]:
@@ -306,7 +218,7 @@ def _camera_frames(width: int, height: int, count: int = 8) -> list:
     import numpy as np
     from sensor_msgs.msg import Image
 
-    from steering_agent.imageconv import rgb_to_image_fields
+    from steering_agent.data.imageconv import rgb_to_image_fields
 
     rng = np.random.default_rng(0)
     frames = []
@@ -353,7 +265,7 @@ def measure_dds_latency(
     from rclpy.qos import QoSProfile
     from sensor_msgs.msg import Image
 
-    from steering_agent import topics
+    from steering_agent.interfaces import topics
 
     work = Path(workdir or tempfile.mkdtemp(prefix="dds_latency_"))
     work.mkdir(parents=True, exist_ok=True)

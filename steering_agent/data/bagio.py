@@ -3,7 +3,7 @@
 - `typestore()`: the rosbags typestore (ROS 2 Humble definitions, which Jazzy and
   Kilted share for every type used here) with carla_msgs' CarlaEgoVehicleControl added.
 - `open_writer(path)`: a rosbags Writer for a new MCAP bag (rosbag2 format 9).
-- message builders for the CARLA bridge topics (steering_agent.topics).
+- message builders for the CARLA bridge topics (steering_agent.interfaces.topics).
 - `recover_bag(path)`: make a bag whose recorder was killed (no metadata.yaml, MCAP
   file without its summary/footer, maybe cut mid-record) readable again.
 """
@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from steering_agent.carla_msgs_def import register_carla_types
-from steering_agent.fileutil import write_text_atomic
+from steering_agent.interfaces.carla_msgs_def import register_carla_types
+from steering_agent.common.files import write_text_atomic
 
 MCAP_MAGIC = b"\x89MCAP0\r\n"
 _OP_HEADER, _OP_FOOTER, _OP_DATA_END = 0x01, 0x02, 0x0F

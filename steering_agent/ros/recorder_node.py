@@ -8,7 +8,7 @@ clock (simulation time with `use_sim_time`). Bags are `<output>/bag_0000`, `bag_
 ... (a new one when `max_bag_size_mb` or `max_bag_duration_s` is reached). SIGINT or
 SIGTERM closes the bag (index and metadata.yaml written). Every `flush_period_s` the
 pending chunk is written out, so after `kill -9` at most that much is lost and
-`steering_agent.bagio.recover_bag` makes the rest readable.
+`steering_agent.data.bagio.recover_bag` makes the rest readable.
 
 With 800x600 frames over Fast DDS's default transports, a few small samples beside the
 2 MB frames were lost (measured); the project's one-host profile, config/fastdds_local.xml
@@ -30,7 +30,8 @@ from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
-from steering_agent import bagio, topics
+from steering_agent.data import bagio
+from steering_agent.interfaces import topics
 
 DEFAULT_TOPICS = [
     topics.IMAGE,

@@ -21,7 +21,7 @@ bool manual_gear_shift
 
 def msg_file() -> Path:
     """The .msg file built into the wire-compatible interface package (tools/carla_msgs)."""
-    return Path(__file__).resolve().parents[1] / "tools/carla_msgs/msg/CarlaEgoVehicleControl.msg"
+    return Path(__file__).resolve().parents[2] / "tools/carla_msgs/msg/CarlaEgoVehicleControl.msg"
 
 
 def register_carla_types(typestore) -> None:

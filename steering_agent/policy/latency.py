@@ -1,0 +1,133 @@
+"""The per-frame latency benchmark of the policy: the stateful step against re-running a
+window of past frames (`steering-agent bench inference`)."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from steering_agent.policy.backends import ort_cpu_session
+from steering_agent.policy.checkpoint import Checkpoint
+from steering_agent.policy.model import SteeringNet
+from steering_agent.policy.policy import BatchedSteeringPolicy, SteeringPolicy
+from steering_agent.policy.preprocess import PreprocessConfig, normalize, preprocess_frames
+
+
+def _as_policy(checkpoint_or_model, batch: int, device, backend) -> BatchedSteeringPolicy:
+    if isinstance(checkpoint_or_model, BatchedSteeringPolicy):
+        if checkpoint_or_model.batch_size != batch:
+            raise ValueError(
+                f"the policy steps {checkpoint_or_model.batch_size} streams, not {batch}"
+            )
+        checkpoint_or_model.reset()
+        return checkpoint_or_model
+    if isinstance(checkpoint_or_model, SteeringNet):
+        cfg = checkpoint_or_model.cfg
+        pre = PreprocessConfig(height=cfg.height, width=cfg.width)
+        return BatchedSteeringPolicy(checkpoint_or_model, pre, batch, device, backend=backend)
+    if isinstance(checkpoint_or_model, Checkpoint):
+        return BatchedSteeringPolicy.from_checkpoint(
+            checkpoint_or_model, batch, device, backend=backend
+        )
+    return BatchedSteeringPolicy.load(Path(checkpoint_or_model), batch, device, backend=backend)
+
+
+def _window_runner(policy: BatchedSteeringPolicy, batch: int, window: int):
+    """The stateless alternative on the policy's backend: re-run the last `window` frames."""
+    cfg, model = policy.preprocess_cfg, policy.model
+    cfg_m = model.cfg
+    u8 = np.empty((batch, 3, cfg.height, cfg.width), dtype=np.uint8)
+    if policy.backend == "onnxruntime":
+        from steering_agent.policy.onnx_export import sequence_graph_bytes
+
+        sess = ort_cpu_session(sequence_graph_bytes(model), torch.get_num_threads())
+        hist = np.zeros((batch, window, 3, cfg.height, cfg.width), dtype=np.float32)
+        feeds = {"frames": hist}
+        if model.recurrent:  # every window starts from the zero state
+            zeros = np.zeros((cfg_m.lstm_layers, batch, cfg_m.hidden_dim), dtype=np.float32)
+            feeds.update(h0=zeros, c0=zeros)
+
+        def once(images) -> None:
+            preprocess_frames(images, cfg, u8)
+            hist[:, :-1] = hist[:, 1:].copy()  # slide the window by one frame
+            hist[:, -1] = normalize(u8).numpy()
+            sess.run(None, feeds)[0][:, -1]
+
+        return once
+
+    hist = torch.zeros(batch, window, 3, cfg.height, cfg.width, device=policy.device)
+
+    @torch.inference_mode()
+    def once(images) -> None:
+        preprocess_frames(images, cfg, u8)
+        hist[:, :-1] = hist[:, 1:].clone()  # slide the window by one frame
+        hist[:, -1] = normalize(u8).to(policy.device)
+        out, _ = model(hist, None)
+        out[:, -1].cpu().numpy()
+
+    return once
+
+
+def benchmark_latency(
+    checkpoint_or_model,  # a checkpoint (file or loaded), a SteeringNet, or a policy
+    batch: int = 1,
+    window: int | None = None,
+    repeats: int = 200,
+    warmup: int = 20,
+    image_hw: tuple[int, int] = (66, 200),
+    device: str = "auto",
+    backend: str = "auto",
+) -> dict:
+    """Time one control step per frame.
+
+    With `window=None` it times the stateful path (`SteeringPolicy.step` at batch 1, else
+    `BatchedSteeringPolicy.step`: preprocess, one network step, speed controller). With
+    `window=W` it times the stateless alternative on the same backend: preprocessing the
+    new frame and re-running the network over the last W frames for every new frame.
+
+    Returns:
+        dict(median_ms, p90_ms, mean_ms, min_ms, batch, window, repeats, device, backend,
+        threads).
+    """
+    policy = _as_policy(checkpoint_or_model, batch, device, backend)
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (batch, *image_hw, 3), dtype=np.uint8)
+    speeds = np.full(batch, 5.0)
+    if window is None and batch == 1:  # the single-camera API, as the ROS node uses it
+        single = SteeringPolicy.from_batched(policy)
+
+        def once(i: int) -> None:
+            single.step(images[0], i * 0.05, 5.0)
+    elif window is None:
+
+        def once(i: int) -> None:
+            policy.step(images, np.full(batch, i * 0.05), speeds)
+    else:
+        run_window = _window_runner(policy, batch, window)
+
+        def once(i: int) -> None:
+            run_window(images)
+
+    times = []
+    for i in range(warmup + repeats):
+        t0 = time.perf_counter()
+        once(i)
+        if i >= warmup:
+            times.append((time.perf_counter() - t0) * 1e3)
+    times.sort()
+    return {
+        "median_ms": statistics.median(times),
+        "p90_ms": times[int(0.9 * (len(times) - 1))],
+        "mean_ms": statistics.fmean(times),
+        "min_ms": times[0],
+        "batch": batch,
+        "window": window,
+        "repeats": repeats,
+        "device": str(policy.device),
+        "backend": policy.backend,
+        "threads": torch.get_num_threads(),
+    }

@@ -1,0 +1,261 @@
+"""The stateful policy: camera frame in, control out, one network step per frame.
+
+`BatchedSteeringPolicy` steps B independent streams (vectorised evaluation, several
+cameras), each with its own LSTM state, time stamp and speed-controller state;
+`SteeringPolicy` is the one-stream form with a `Control` result. Both keep the LSTM
+state between calls and never re-run past frames.
+
+Longitudinal control: `steering_agent.policy.control.SpeedController`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+import torch
+
+from steering_agent.policy.backends import OrtStepper, TorchStepper, resolve_backend, resolve_device
+from steering_agent.policy.checkpoint import Checkpoint, load_checkpoint
+from steering_agent.policy.control import (
+    DEFAULT_TARGET_SPEED_MPS,
+    SAFE_ACTION,
+    Control,
+    SpeedController,
+)
+from steering_agent.policy.model import SteeringNet
+from steering_agent.policy.preprocess import PreprocessConfig, preprocess_frames
+
+_ROW0 = np.zeros(1, dtype=np.int64)
+
+
+class BatchedSteeringPolicy:
+    """B independent streams stepped together, each with its own state and resets.
+
+    Args:
+        model: the network (moved to `device`, put in eval mode).
+        preprocess_cfg: the checkpoint's preprocessing.
+        batch_size: number of streams.
+        device: "auto", "cpu", "cuda", ...
+        max_gap_s: a stream resets when its time goes backwards or jumps more than this.
+        target_speed_mps: the speed controller's target.
+        backend: who runs the network per frame: "torch", "onnxruntime" (CPU only; it
+            runs a copy of the weights taken here), or "auto" (onnxruntime on the CPU
+            where it is installed, else torch). Both give the same outputs to ~1e-7.
+    """
+
+    def __init__(
+        self,
+        model: SteeringNet,
+        preprocess_cfg: PreprocessConfig,
+        batch_size: int = 1,
+        device: str | torch.device = "auto",
+        max_gap_s: float = 0.5,
+        target_speed_mps: float | None = None,
+        backend: str = "auto",
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size ({batch_size}) must be >= 1")
+        self.device = resolve_device(device)
+        self.backend = resolve_backend(backend, self.device)
+        self.model = model.to(self.device).eval()
+        self.preprocess_cfg = preprocess_cfg
+        self.batch_size = batch_size
+        self.max_gap_s = float(max_gap_s)
+        speed = target_speed_mps
+        if speed is None or not np.isfinite(speed):
+            speed = DEFAULT_TARGET_SPEED_MPS
+        self.speed_controller = SpeedController(speed, batch=batch_size)
+        hw = (preprocess_cfg.height, preprocess_cfg.width)
+        # The preprocessed frames, uint8 NHWC as OpenCV writes them; preprocess_frames
+        # fills it through a [B, 3, H, W] view.
+        self._frames = np.empty((batch_size, *hw, 3), dtype=np.uint8)
+        self._frames_chw = self._frames.transpose(0, 3, 1, 2)
+        if self.backend == "onnxruntime":
+            self._stepper = OrtStepper(self.model, batch_size, torch.get_num_threads())
+        else:
+            self._stepper = TorchStepper(self.model, self.device, batch_size, hw)
+        self._last_stamp = np.full(batch_size, np.nan)
+        self.last_action = np.tile(SAFE_ACTION, (batch_size, 1))
+        self._act = np.empty((batch_size, 3), dtype=np.float32)
+
+    @classmethod
+    def from_checkpoint(cls, ckpt: Checkpoint, batch_size: int = 1, device="auto", **kw):
+        device = resolve_device(device)
+        kw.setdefault("target_speed_mps", ckpt.provenance.get("target_speed_mps"))
+        return cls(ckpt.build_model(device), ckpt.preprocess_config, batch_size, device, **kw)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, batch_size: int = 1, device="auto", **kw):
+        """Policy from a checkpoint file (see `steering_agent.policy.checkpoint`)."""
+        return cls.from_checkpoint(load_checkpoint(path), batch_size, device, **kw)
+
+    def reset(self, indices=None) -> None:
+        """Forget the past of all streams, or only of `indices` (ints or a bool mask)."""
+        rows = slice(None) if indices is None else np.asarray(indices)
+        if isinstance(rows, np.ndarray) and rows.dtype != bool:
+            rows = rows.astype(np.int64)
+        self._stepper.reset(rows)
+        self._last_stamp[rows] = np.nan
+        self.speed_controller.reset(rows)
+        self.last_action[rows] = SAFE_ACTION
+
+    def _dt_and_gap_resets(self, stamps: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        last = self._last_stamp[rows]
+        dt = stamps - last
+        jump = ~np.isnan(last) & ((dt < 0) | (dt > self.max_gap_s))
+        if jump.any():
+            self.reset(rows[jump])
+        self._last_stamp[rows] = stamps
+        return np.where(np.isnan(dt) | jump, 0.0, dt)
+
+    def step(self, images, stamps, speeds=None, active=None) -> np.ndarray:
+        """Advance every active stream by one frame.
+
+        Args:
+            images: uint8 RGB [B, H, W, 3] (rows of inactive streams are ignored).
+            stamps: [B] time stamps in seconds.
+            speeds: [B] m/s, or None when unknown.
+            active: optional bool [B]; inactive streams keep state and last action.
+
+        Returns:
+            float32 [B, 3] (steer, throttle, brake); always finite and in range.
+        """
+        stamps = np.asarray(stamps, dtype=np.float64).reshape(self.batch_size)
+        rows = np.arange(self.batch_size) if active is None else np.flatnonzero(active)
+        if rows.size == 0:
+            return self.last_action.copy()
+        dt = self._dt_and_gap_resets(stamps[rows], rows)
+        full = rows.size == self.batch_size
+        n = rows.size
+        preprocess_frames(
+            images if full else np.asarray(images)[rows], self.preprocess_cfg, self._frames_chw[:n]
+        )
+        steer = self._stepper.run(self._frames[:n], rows, full)
+        bad = ~np.isfinite(steer)
+        any_bad = bad.any()
+        if any_bad:
+            steer[bad] = 0.0
+        np.minimum(np.maximum(steer, -1.0, out=steer), 1.0, out=steer)
+        spd = None if speeds is None else np.asarray(speeds, dtype=np.float64).reshape(-1)[rows]
+        throttle, brake = self.speed_controller.update(steer, spd, dt, rows)
+        act = self._act[:n]
+        act[:, 0], act[:, 1], act[:, 2] = steer, throttle, brake
+        if any_bad:  # a non-finite net output: stop safely and drop the poisoned state
+            act[bad] = SAFE_ACTION
+            self.reset(rows[bad])
+            self._last_stamp[rows[bad]] = stamps[rows[bad]]
+        if full:
+            self.last_action[:] = act
+        else:
+            self.last_action[rows] = act
+        return self.last_action.copy()
+
+
+class SteeringPolicy:
+    """One camera stream: `step(image, stamp) -> Control`, LSTM state kept between calls.
+
+    Resets itself when time goes backwards or jumps more than `max_gap_s`. `backend` as in
+    `BatchedSteeringPolicy`.
+    """
+
+    def __init__(
+        self,
+        model: SteeringNet,
+        preprocess_cfg: PreprocessConfig,
+        device="auto",
+        max_gap_s: float = 0.5,
+        target_speed_mps: float | None = None,
+        backend: str = "auto",
+    ) -> None:
+        self._batched = BatchedSteeringPolicy(
+            model, preprocess_cfg, 1, device, max_gap_s, target_speed_mps, backend
+        )
+
+    @classmethod
+    def from_batched(cls, batched: BatchedSteeringPolicy) -> SteeringPolicy:
+        """The one-stream interface over an existing batch-1 policy (shares its state)."""
+        if batched.batch_size != 1:
+            raise ValueError(f"from_batched: batch_size is {batched.batch_size}, not 1")
+        self = cls.__new__(cls)
+        self._batched = batched
+        return self
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        ckpt: Checkpoint,
+        device="auto",
+        max_gap_s: float = 0.5,
+        target_speed_mps: float | None = None,
+        backend: str = "auto",
+    ) -> SteeringPolicy:
+        device = resolve_device(device)
+        if target_speed_mps is None:
+            target_speed_mps = ckpt.provenance.get("target_speed_mps")
+        model = ckpt.build_model(device)
+        return cls(model, ckpt.preprocess_config, device, max_gap_s, target_speed_mps, backend)
+
+    @classmethod
+    def load(
+        cls,
+        path: str | os.PathLike,
+        device="auto",
+        max_gap_s: float = 0.5,
+        target_speed_mps: float | None = None,
+        backend: str = "auto",
+    ) -> SteeringPolicy:
+        """Policy from a checkpoint file; `device="auto"` picks CUDA when present."""
+        ckpt = load_checkpoint(path)
+        return cls.from_checkpoint(ckpt, device, max_gap_s, target_speed_mps, backend)
+
+    @property
+    def backend(self) -> str:
+        return self._batched.backend
+
+    @property
+    def device(self) -> torch.device:
+        return self._batched.device
+
+    @property
+    def model(self) -> SteeringNet:
+        return self._batched.model
+
+    @property
+    def speed_controller(self) -> SpeedController:
+        return self._batched.speed_controller
+
+    def reset(self) -> None:
+        """Forget the past (call when the episode restarts)."""
+        self._batched.reset()
+
+    def step(
+        self, image_rgb_uint8: np.ndarray, stamp_s: float, speed_mps: float | None = None
+    ) -> Control:
+        """Control for one uint8 RGB [H, W, 3] frame taken at `stamp_s` seconds.
+
+        The same rules as `BatchedSteeringPolicy.step` for one stream, in Python floats:
+        at batch 1 numpy's per-call overhead would cost more than the arithmetic.
+        """
+        b = self._batched
+        stamp_s = float(stamp_s)
+        last = float(b._last_stamp[0])
+        dt = stamp_s - last
+        if math.isnan(dt):  # first frame (or a NaN stamp)
+            dt = 0.0
+        elif dt < 0.0 or dt > b.max_gap_s:  # time went back or jumped: start afresh
+            b.reset()
+            dt = 0.0
+        b._last_stamp[0] = stamp_s
+        preprocess_frames(np.asarray(image_rgb_uint8), b.preprocess_cfg, b._frames_chw)
+        steer = float(b._stepper.run(b._frames, _ROW0, True)[0])
+        if not math.isfinite(steer):  # stop safely and drop the poisoned state
+            b.reset()
+            b._last_stamp[0] = stamp_s
+            return Control(float(SAFE_ACTION[0]), float(SAFE_ACTION[1]), float(SAFE_ACTION[2]))
+        steer = min(max(steer, -1.0), 1.0)
+        speed = None if speed_mps is None else float(speed_mps)
+        throttle, brake = b.speed_controller.update_one(steer, speed, dt)
+        b.last_action[0] = steer, throttle, brake
+        return Control(steer, throttle, brake)

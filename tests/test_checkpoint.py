@@ -63,7 +63,7 @@ class _Evil:
 def test_code_running_pickle_is_refused_without_running(tmp_path):
     _Evil.marker = str(tmp_path / "pwned")
     path = tmp_path / "evil.pt"
-    torch.save({"format": "steering_agent.policy.checkpoint", "payload": _Evil()}, path)
+    torch.save({"format": "steering_agent.checkpoint", "payload": _Evil()}, path)
     with pytest.raises(CheckpointError, match="unsafe"):
         load_checkpoint(path)
     assert not (tmp_path / "pwned").exists()

@@ -18,7 +18,7 @@ import torch
 from steering_agent.policy.model import ModelConfig, SteeringNet
 from steering_agent.policy.preprocess import PreprocessConfig
 
-FORMAT = "steering_agent.policy.checkpoint"
+FORMAT = "steering_agent.checkpoint"  # the file format's name (not the module path)
 FORMAT_VERSION = 1
 
 

@@ -331,14 +331,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from steering_agent.evaluation.evaluate import set_threads
     from steering_agent.evaluation.report import versions
+    from steering_agent.policy.threads import set_torch_threads
 
     if args.repeats < 1:
         print(f"steering-agent bench: --repeats must be >= 1, got {args.repeats}", file=sys.stderr)
         return 2
     try:
-        set_threads(args.threads)
+        set_torch_threads(args.threads)
     except ValueError as e:
         print(f"steering-agent bench: {e}", file=sys.stderr)
         return 2

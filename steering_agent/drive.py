@@ -1,9 +1,10 @@
 """`steering-agent drive`: one closed-loop episode, summarised (the `make demo` command).
 
 Drives the shipped CNN+LSTM (`checkpoints/cnn_lstm.pt`) on a held-out road with a
-progress bar, prints the metrics and writes the JSON, plots and an MP4. Where no trained
-checkpoint exists yet it says so and drives the simulator's expert instead, labelled as
-the expert everywhere (never presented as the agent).
+progress bar, prints the metrics and writes the JSON, plots (the `plots` extra; without
+it they are skipped, with a note) and an MP4. Where no trained checkpoint exists yet it
+says so and drives the simulator's expert instead, labelled as the expert everywhere
+(never presented as the agent).
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ from steering_agent.evaluation.evaluate import (
     evaluate_policies,
     resolve_seeds,
     results_json,
-    set_threads,
 )
 from steering_agent.evaluation.vec_eval import EvalConfig
+from steering_agent.policy.threads import set_torch_threads
 
 AUTO = "auto"
 
@@ -80,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     from steering_agent.evaluation import report
 
     try:
-        set_threads(args.threads)
+        set_torch_threads(args.threads)
         spec, notice = resolve_policy(args.policy)
         seeds = resolve_seeds(1, args.seed)
     except (FileNotFoundError, ValueError) as e:
@@ -88,6 +89,9 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if notice:
         print(f"*** {notice}", file=sys.stderr)
+    skipped = report.plots_notice()
+    if skipped:
+        print(f"note: {skipped}", file=sys.stderr)
     cfg = EvalConfig(
         route_length_m=args.route_length_m, width=args.width, height=args.height, num_envs=1
     )

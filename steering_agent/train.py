@@ -32,6 +32,7 @@ from steering_agent.policy.backends import resolve_device
 from steering_agent.policy.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from steering_agent.policy.model import ARCHS, ModelConfig, SteeringNet
 from steering_agent.policy.preprocess import PreprocessConfig, normalize, preprocess_frames
+from steering_agent.policy.threads import set_torch_threads
 
 
 @dataclass
@@ -256,7 +257,7 @@ def train(
 
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1))
+    set_torch_threads(int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1))
     t_start = time.monotonic()
     prepared = prepare(episodes, cfg.preprocess)
     if not prepared:

@@ -313,16 +313,21 @@ def test_reset_service_restarts_the_recurrent_state(twist_agent):
 
 @pytest.mark.ros
 @pytest.mark.slow
-def test_corrupt_jpeg_is_skipped_with_one_rate_limited_error(twist_agent):
+def test_corrupt_jpegs_are_skipped_then_braked_for_with_one_rate_limited_error(twist_agent):
+    n = len(twist_agent.controls)
     for _ in range(5):  # spaced, so the newest-frame-only subscription sees each one
         twist_agent.send(_jpeg(None, 0, data=b"\xff\xd8\xff\xe0 not really a jpeg"))
         twist_agent.probe.spin_for(0.1)
     twist_agent.probe.spin_for(0.3)
+    # max_failures (3): the first two are skipped, then it brakes (the all-zero Twist)
+    brakes = twist_agent.controls[n:]
+    assert len(brakes) == 3, [(b.linear.x, b.angular.z) for b in brakes]
+    assert all((b.linear.x, b.angular.z) == (0.0, 0.0) for b in brakes)
     n = len(twist_agent.controls)
     twist_agent.send(_jpeg(_frames(1)[0], 0))
     assert twist_agent.probe.spin_until(lambda: len(twist_agent.controls) > n, 10.0)
-    assert len(twist_agent.controls) == n + 1  # the corrupt frames got no command
-    assert log_text(twist_agent.log).count("corrupt or undecodable compressed image") == 1
+    assert twist_agent.controls[n].linear.x > 0.0  # a good frame: driving again
+    assert log_text(twist_agent.log).count("corrupt JPEG") == 1  # rate-limited
 
 
 @pytest.mark.ros

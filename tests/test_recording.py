@@ -13,6 +13,7 @@ from steering_agent.data import bagio
 from steering_agent.data.imageconv import image_to_rgb
 from steering_agent.data.recording import EpisodeBagWriter, SteeringNoise, writer_throughput
 from steering_agent.interfaces import topics
+from steering_agent.interfaces.stamps import stamp_to_ns
 
 EXPECTED_TYPES = {
     topics.CLOCK: "rosgraph_msgs/msg/Clock",
@@ -45,10 +46,10 @@ def test_episode_bag_has_bridge_topics_counts_stamps_and_pixels(tmp_path):
     msgs, types = read_bag(tmp_path / "bag")
     assert types == EXPECTED_TYPES
     assert {t: len(m) for t, m in msgs.items()} == dict.fromkeys(EXPECTED_TYPES, 7)
-    stamps = [bagio.time_to_ns(m.header.stamp) for _, m in msgs[topics.IMAGE]]
+    stamps = [stamp_to_ns(m.header.stamp) for _, m in msgs[topics.IMAGE]]
     assert stamps == [ns for ns, _ in msgs[topics.IMAGE]] and np.all(np.diff(stamps) > 0)
     assert stamps[0] == 2_000_000_000
-    assert [bagio.time_to_ns(m.clock) for _, m in msgs[topics.CLOCK]] == stamps
+    assert [stamp_to_ns(m.clock) for _, m in msgs[topics.CLOCK]] == stamps
     for (_, msg), image in zip(msgs[topics.IMAGE], images, strict=True):
         assert msg.encoding == "bgra8" and msg.header.frame_id == "ego_vehicle/rgb_front"
         np.testing.assert_array_equal(image_to_rgb(msg), image)

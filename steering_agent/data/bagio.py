@@ -18,8 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from steering_agent.interfaces.carla_msgs_def import register_carla_types
 from steering_agent.common.files import write_text_atomic
+from steering_agent.interfaces.carla_msgs_def import register_carla_types
+from steering_agent.interfaces.stamps import ns_to_sec_nanosec
 
 MCAP_MAGIC = b"\x89MCAP0\r\n"
 _OP_HEADER, _OP_FOOTER, _OP_DATA_END = 0x01, 0x02, 0x0F
@@ -52,13 +53,8 @@ def mcap_files(bag: Path) -> list[Path]:
 
 def to_time(stamp_ns: int):
     """builtin_interfaces/Time for an integer time in nanoseconds."""
-    sec, nanosec = divmod(int(stamp_ns), 1_000_000_000)
+    sec, nanosec = ns_to_sec_nanosec(stamp_ns)
     return typestore().types["builtin_interfaces/msg/Time"](sec=sec, nanosec=nanosec)
-
-
-def time_to_ns(stamp: Any) -> int:
-    """Integer nanoseconds of a builtin_interfaces/Time (rosbags or rclpy)."""
-    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
 
 
 def header(stamp_ns: int, frame_id: str = ""):

@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from steering_agent.data import bagio
-
-from steering_agent.interfaces import topics
 from steering_agent.data.imageconv import image_to_rgb
+from steering_agent.interfaces import topics
+from steering_agent.interfaces.stamps import stamp_to_ns
 
 
 @dataclass
@@ -111,7 +111,7 @@ def _read_episode(bag: Path, label_topic: str) -> Episode:
             if conn.topic == topics.SPEEDOMETER:
                 speed_log.append((log_ns, float(msg.data)))
             elif conn.topic == label_topic:
-                labels[bagio.time_to_ns(msg.header.stamp)] = float(msg.steer)
+                labels[stamp_to_ns(msg.header.stamp)] = float(msg.steer)
             else:
                 if images is None:
                     images = np.empty((capacity, int(msg.height), int(msg.width), 3), np.uint8)
@@ -122,7 +122,7 @@ def _read_episode(bag: Path, label_topic: str) -> Episode:
                     image_to_rgb(msg, out=images[count])
                 except ValueError as err:
                     raise BagProblem(f"image {count}: {err}") from None
-                stamps[count] = bagio.time_to_ns(msg.header.stamp)
+                stamps[count] = stamp_to_ns(msg.header.stamp)
                 image_log.append(log_ns)
                 count += 1
     except BagProblem:

@@ -86,18 +86,22 @@ def _pixel_view(msg: Any) -> tuple[np.ndarray, int | None]:
     return rows.reshape(height, width, channels), code
 
 
-def image_to_rgb(msg: Any, out: np.ndarray | None = None) -> np.ndarray:
+def image_to_rgb(
+    msg: Any, out: np.ndarray | None = None, max_pixels: int | None = None
+) -> np.ndarray:
     """Pixels of a sensor_msgs/Image as RGB uint8 HxWx3 (a new array, or `out`).
 
     Args:
         msg: anything with `encoding, height, width, step, is_bigendian, data`.
         out: optional C-contiguous uint8 HxWx3 array to write into (saves an allocation,
             e.g. a slot of a preallocated episode array).
+        max_pixels: refuse a frame of more pixels than this (None: any size).
 
     Raises:
         ImageDecodeError: unknown encoding, empty frame, step too small, data size wrong,
             or `out` of the wrong shape.
     """
+    _check_pixels(int(msg.width), int(msg.height), max_pixels, "a frame")
     view, code = _pixel_view(msg)
     shape = (*view.shape[:2], 3)
     if out is None:
@@ -172,16 +176,64 @@ def fill_image_msg(msg: Any, rgb: np.ndarray, encoding: str = "bgra8") -> Any:
     return msg
 
 
-def compressed_to_rgb(msg: Any) -> np.ndarray:
-    """Pixels of a sensor_msgs/CompressedImage (jpeg or png) as RGB uint8 HxWx3.
+def compressed_size(data: np.ndarray) -> tuple[str, int, int]:
+    """(format, width, height) read from the header of PNG or JPEG bytes, without decoding.
 
     Raises:
-        ImageDecodeError: empty or corrupt data, or a format OpenCV cannot decode.
+        ImageDecodeError: neither PNG nor JPEG, or a header too short or corrupt to say.
+    """
+    b = data[:65536].tobytes() if data.size > 65536 else data.tobytes()
+    if b[:8] == b"\x89PNG\r\n\x1a\n":
+        if len(b) < 24 or b[12:16] != b"IHDR":
+            raise ImageDecodeError("corrupt PNG: no IHDR header")
+        return "png", int.from_bytes(b[16:20], "big"), int.from_bytes(b[20:24], "big")
+    if b[:2] == b"\xff\xd8":
+        i = 2
+        while i + 9 <= len(b):
+            if b[i] != 0xFF:
+                raise ImageDecodeError("corrupt JPEG: bad marker before the frame header")
+            marker = b[i + 1]
+            if marker == 0xFF:  # fill byte
+                i += 1
+                continue
+            length = int.from_bytes(b[i + 2 : i + 4], "big")
+            # SOF0..SOF15 carry the frame size; C4 (DHT), C8 (JPG), CC (DAC) do not
+            if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+                height = int.from_bytes(b[i + 5 : i + 7], "big")
+                width = int.from_bytes(b[i + 7 : i + 9], "big")
+                return "jpeg", width, height
+            i += 2 + length
+        raise ImageDecodeError("corrupt JPEG: no frame header in its first 64 KB")
+    raise ImageDecodeError(
+        f"compressed image is neither PNG nor JPEG; supported: {', '.join(COMPRESSED_FORMATS)}"
+    )
+
+
+def _check_pixels(width: int, height: int, max_pixels: int | None, what: str) -> None:
+    if max_pixels is not None and width * height > max_pixels:
+        raise ImageDecodeError(
+            f"{what} of {width}x{height} = {width * height} pixels is over the limit of "
+            f"{max_pixels} (parameter max_image_pixels); refused before decoding"
+        )
+
+
+def compressed_to_rgb(msg: Any, max_pixels: int | None = None) -> np.ndarray:
+    """Pixels of a sensor_msgs/CompressedImage (jpeg or png) as RGB uint8 HxWx3.
+
+    The size is read from the header first: an image of more than `max_pixels` pixels is
+    refused without decoding it (a small file can hold a huge image).
+
+    Raises:
+        ImageDecodeError: empty, corrupt or too large data, or a format other than PNG/JPEG.
     """
     buf = _as_bytes_array(msg.data)
     fmt = str(getattr(msg, "format", ""))
     if buf.size == 0:
         raise ImageDecodeError(f"empty compressed image (format {fmt!r})")
+    kind, width, height = compressed_size(buf)
+    if width <= 0 or height <= 0:
+        raise ImageDecodeError(f"corrupt {kind}: header says {width}x{height}")
+    _check_pixels(width, height, max_pixels, f"a {kind} image")
     bgr = cv2.imdecode(buf, cv2.IMREAD_COLOR)
     if bgr is None:
         raise ImageDecodeError(

@@ -23,11 +23,10 @@ from typing import Any
 
 import numpy as np
 
-from steering_agent.data import bagio
-
-from steering_agent.interfaces import topics
 from steering_agent.common.files import write_text_atomic
+from steering_agent.data import bagio
 from steering_agent.data.imageconv import rgb_to_image_fields
+from steering_agent.interfaces import topics
 
 FRAME_ID = f"{topics.ROLE}/rgb_front"
 INDEX_FILE = "index.json"

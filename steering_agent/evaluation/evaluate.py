@@ -20,6 +20,7 @@ from pathlib import Path
 from sim.seeds import EVAL_SEED_START, eval_seeds, is_eval_seed
 from steering_agent.evaluation import metrics
 from steering_agent.evaluation.vec_eval import EvalConfig, Perturbations, make_policy, run_episodes
+from steering_agent.policy.threads import set_torch_threads
 
 _BAR_FORMAT = "{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} m [{elapsed}<{remaining}]"
 
@@ -191,28 +192,20 @@ def config_from_args(args: argparse.Namespace) -> EvalConfig:
     )
 
 
-def set_threads(threads: int | None) -> None:
-    """Fix torch's CPU threads for this process (None: leave the runtime's default)."""
-    if threads is None:
-        return
-    if threads < 1:
-        raise ValueError(f"--threads must be >= 1, got {threads}")
-    import torch
-
-    torch.set_num_threads(threads)
-
-
 def run(args: argparse.Namespace) -> int:
     from steering_agent.evaluation import report
 
     try:
-        set_threads(args.threads)
+        set_torch_threads(args.threads)
         cfg = config_from_args(args)
         seeds = resolve_seeds(args.episodes, args.seed, args.seeds)
     except ValueError as e:
         print(f"steering-agent eval: {e}", file=sys.stderr)
         return 2
     names = unique_names(args.policy)
+    skipped = report.plots_notice() if args.report else None
+    if skipped:
+        print(f"note: {skipped}", file=sys.stderr)
     video = None
     if args.report and not args.no_video:
         video = report.EpisodeVideo(args.report / f"episode_{names[0]}_{seeds[0]}.mp4", names[0])

@@ -16,6 +16,7 @@ import os
 import numpy as np
 import torch
 
+from steering_agent.common.numbers import scalar
 from steering_agent.policy.backends import OrtStepper, TorchStepper, resolve_backend, resolve_device
 from steering_agent.policy.checkpoint import Checkpoint, load_checkpoint
 from steering_agent.policy.control import (
@@ -78,6 +79,7 @@ class BatchedSteeringPolicy:
             self._stepper = TorchStepper(self.model, self.device, batch_size, hw)
         self._last_stamp = np.full(batch_size, np.nan)
         self.last_action = np.tile(SAFE_ACTION, (batch_size, 1))
+        self.last_output_finite = True
         self._act = np.empty((batch_size, 3), dtype=np.float32)
 
     @classmethod
@@ -135,6 +137,7 @@ class BatchedSteeringPolicy:
         steer = self._stepper.run(self._frames[:n], rows, full)
         bad = ~np.isfinite(steer)
         any_bad = bad.any()
+        self.last_output_finite = not any_bad
         if any_bad:
             steer[bad] = 0.0
         np.minimum(np.maximum(steer, -1.0, out=steer), 1.0, out=steer)
@@ -151,6 +154,32 @@ class BatchedSteeringPolicy:
         else:
             self.last_action[rows] = act
         return self.last_action.copy()
+
+    def step_one(self, image: np.ndarray, stamp_s, speed_mps=None) -> tuple[float, float, float]:
+        """`step` for a batch-1 policy in Python floats (at batch 1 numpy's per-call
+        overhead would cost more than the arithmetic): (steer, throttle, brake)."""
+        if self.batch_size != 1:
+            raise ValueError(f"step_one: the policy steps {self.batch_size} streams, not 1")
+        stamp_s = scalar(stamp_s, "stamp_s")
+        dt = stamp_s - float(self._last_stamp[0])
+        if math.isnan(dt):  # first frame (or a NaN stamp)
+            dt = 0.0
+        elif dt < 0.0 or dt > self.max_gap_s:  # time went back or jumped: start afresh
+            self.reset()
+            dt = 0.0
+        self._last_stamp[0] = stamp_s
+        preprocess_frames(np.asarray(image), self.preprocess_cfg, self._frames_chw)
+        steer = float(self._stepper.run(self._frames, _ROW0, True)[0])
+        self.last_output_finite = math.isfinite(steer)
+        if not self.last_output_finite:  # stop safely and drop the poisoned state
+            self.reset()
+            self._last_stamp[0] = stamp_s
+            return float(SAFE_ACTION[0]), float(SAFE_ACTION[1]), float(SAFE_ACTION[2])
+        steer = min(max(steer, -1.0), 1.0)
+        speed = None if speed_mps is None else scalar(speed_mps, "speed_mps")
+        throttle, brake = self.speed_controller.update_one(steer, speed, dt)
+        self.last_action[0] = steer, throttle, brake
+        return steer, throttle, brake
 
 
 class SteeringPolicy:
@@ -230,32 +259,15 @@ class SteeringPolicy:
         """Forget the past (call when the episode restarts)."""
         self._batched.reset()
 
-    def step(
-        self, image_rgb_uint8: np.ndarray, stamp_s: float, speed_mps: float | None = None
-    ) -> Control:
+    @property
+    def last_output_finite(self) -> bool:
+        """False when the network's last output was NaN or infinite (the step braked)."""
+        return self._batched.last_output_finite
+
+    def step(self, image_rgb_uint8: np.ndarray, stamp_s, speed_mps=None) -> Control:
         """Control for one uint8 RGB [H, W, 3] frame taken at `stamp_s` seconds.
 
-        The same rules as `BatchedSteeringPolicy.step` for one stream, in Python floats:
-        at batch 1 numpy's per-call overhead would cost more than the arithmetic.
+        `stamp_s` and `speed_mps` may be Python floats, NumPy scalars or one-element
+        arrays (a gym observation's `speed` is shape (1,)); `speed_mps=None`: unknown.
         """
-        b = self._batched
-        stamp_s = float(stamp_s)
-        last = float(b._last_stamp[0])
-        dt = stamp_s - last
-        if math.isnan(dt):  # first frame (or a NaN stamp)
-            dt = 0.0
-        elif dt < 0.0 or dt > b.max_gap_s:  # time went back or jumped: start afresh
-            b.reset()
-            dt = 0.0
-        b._last_stamp[0] = stamp_s
-        preprocess_frames(np.asarray(image_rgb_uint8), b.preprocess_cfg, b._frames_chw)
-        steer = float(b._stepper.run(b._frames, _ROW0, True)[0])
-        if not math.isfinite(steer):  # stop safely and drop the poisoned state
-            b.reset()
-            b._last_stamp[0] = stamp_s
-            return Control(float(SAFE_ACTION[0]), float(SAFE_ACTION[1]), float(SAFE_ACTION[2]))
-        steer = min(max(steer, -1.0), 1.0)
-        speed = None if speed_mps is None else float(speed_mps)
-        throttle, brake = b.speed_controller.update_one(steer, speed, dt)
-        b.last_action[0] = steer, throttle, brake
-        return Control(steer, throttle, brake)
+        return Control(*self._batched.step_one(image_rgb_uint8, stamp_s, speed_mps))

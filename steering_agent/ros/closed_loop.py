@@ -22,6 +22,8 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from steering_agent.common.package_files import config_file
+from steering_agent.common.stats import percentiles_ms
+from steering_agent.interfaces.stamps import ns_to_sec_nanosec, stamp_to_ns
 from steering_agent.ros.dds import (
     ros_context,
     ros_participant_node,
@@ -231,17 +233,6 @@ def _camera_frames(width: int, height: int, count: int = 8) -> list:
     return frames
 
 
-def _percentiles_ms(seconds: list[float]) -> dict:
-    import numpy as np
-
-    if not seconds:
-        return {}
-    ms = np.asarray(seconds) * 1e3
-    q = np.percentile(ms, [50, 90, 99])
-    return {"median": round(float(q[0]), 3), "p90": round(float(q[1]), 3),
-            "p99": round(float(q[2]), 3), "max": round(float(ms.max()), 3)}  # fmt: skip
-
-
 def measure_dds_latency(
     width: int,
     height: int,
@@ -286,7 +277,7 @@ def measure_dds_latency(
         replies: dict[int, float] = {}
         node.create_subscription(
             CarlaEgoVehicleControl, topics.CONTROL,
-            lambda m: replies.setdefault(m.header.stamp.sec * 10**9 + m.header.stamp.nanosec,
+            lambda m: replies.setdefault(stamp_to_ns(m.header.stamp),
                                          time.perf_counter()),
             QoSProfile(depth=10),
         )  # fmt: skip
@@ -299,7 +290,7 @@ def measure_dds_latency(
         for i in range(warmup + frames):
             msg = images[i % len(images)]
             ns = (i + 1) * 50_000_000
-            msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(ns, 10**9)
+            msg.header.stamp.sec, msg.header.stamp.nanosec = ns_to_sec_nanosec(ns)
             t_sent = time.perf_counter()
             pub.publish(msg)
             while ns not in replies and time.perf_counter() - t_sent < reply_timeout_s:
@@ -311,7 +302,7 @@ def measure_dds_latency(
             else:
                 lost += 1
     result = {"width": width, "height": height, "frames": frames, "lost": lost,
-              "latency_ms": _percentiles_ms(latencies), "agent": _read_json(stats)}  # fmt: skip
+              "latency_ms": percentiles_ms(latencies), "agent": _read_json(stats)}  # fmt: skip
     if workdir is None:  # a failed run raised above and keeps its agent.log for reading
         shutil.rmtree(work, ignore_errors=True)
     return result

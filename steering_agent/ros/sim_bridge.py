@@ -54,7 +54,7 @@ from steering_agent.common.files import write_text_atomic
 from steering_agent.evaluation import metrics
 from steering_agent.interfaces import topics
 from steering_agent.ros import control_msgs
-from steering_agent.ros.agent_node import spin_until_shutdown
+from steering_agent.ros.spin import spin_until_shutdown
 
 NODE_NAME = "sim_bridge"
 MODES = ("sync", "realtime")

@@ -139,7 +139,7 @@ def test_compressed_png_is_lossless_and_jpeg_close(rgb):
 def test_corrupt_and_empty_compressed(rgb):
     data = rgb_to_compressed_fields(rgb, "jpeg")["data"]
     corrupt = SimpleNamespace(format="jpeg", data=bytes(data[:20]) + b"\x00" * 10)
-    with pytest.raises(ImageDecodeError, match=r"corrupt or undecodable .*'jpeg'"):
+    with pytest.raises(ImageDecodeError, match=r"corrupt"):
         compressed_to_rgb(corrupt)
     with pytest.raises(ImageDecodeError, match="empty compressed image"):
         compressed_to_rgb(SimpleNamespace(format="png", data=b""))

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from steering_agent.common.files import write_text_atomic
+from steering_agent.data.imageconv import camera_info_fields
 from steering_agent.interfaces.carla_msgs_def import register_carla_types
 from steering_agent.interfaces.stamps import ns_to_sec_nanosec
 
@@ -70,16 +71,9 @@ def image_msg(stamp_ns: int, fields: dict, frame_id: str):
 def camera_info_msg(stamp_ns: int, info: dict, frame_id: str):
     """sensor_msgs/CameraInfo for a pinhole camera dict(width, height, fx, fy, cx, cy)."""
     types = typestore().types
-    fx, fy, cx, cy = (float(info[k]) for k in ("fx", "fy", "cx", "cy"))
     return types["sensor_msgs/msg/CameraInfo"](
         header=header(stamp_ns, frame_id),
-        height=int(info["height"]),
-        width=int(info["width"]),
-        distortion_model="plumb_bob",
-        d=np.zeros(5),
-        k=np.array([fx, 0, cx, 0, fy, cy, 0, 0, 1], np.float64),
-        r=np.eye(3).reshape(-1),
-        p=np.array([fx, 0, cx, 0, 0, fy, cy, 0, 0, 0, 1, 0], np.float64),
+        **camera_info_fields(info),
         binning_x=0,
         binning_y=0,
         roi=types["sensor_msgs/msg/RegionOfInterest"](

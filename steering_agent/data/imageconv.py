@@ -176,6 +176,21 @@ def fill_image_msg(msg: Any, rgb: np.ndarray, encoding: str = "bgra8") -> Any:
     return msg
 
 
+def camera_info_fields(camera: dict) -> dict[str, Any]:
+    """The fields of a sensor_msgs/CameraInfo for a pinhole camera without distortion,
+    given dict(width, height, fx, fy, cx, cy) (e.g. an env's `camera_info()`)."""
+    fx, fy, cx, cy = (float(camera[k]) for k in ("fx", "fy", "cx", "cy"))
+    return {
+        "width": int(camera["width"]),
+        "height": int(camera["height"]),
+        "distortion_model": "plumb_bob",
+        "d": np.zeros(5),
+        "k": np.array([fx, 0, cx, 0, fy, cy, 0, 0, 1], np.float64),
+        "r": np.eye(3).reshape(-1),
+        "p": np.array([fx, 0, cx, 0, 0, fy, cy, 0, 0, 0, 1, 0], np.float64),
+    }
+
+
 def compressed_size(data: np.ndarray) -> tuple[str, int, int]:
     """(format, width, height) read from the header of PNG or JPEG bytes, without decoding.
 

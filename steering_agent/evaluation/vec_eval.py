@@ -5,9 +5,8 @@ takes the next seed itself when its episode ends). Each step the running slots' 
 frames go to the policy as one batch, with per-slot recurrent state, so a CNN+LSTM runs
 at batch K instead of K times at batch 1.
 
-Interventions follow `steering_agent.evaluation.metrics`: beyond 1.0 m from the centre or off the
-road the car is put back on the centre line (`env.unwrapped.recenter()`) and the episode
-goes on until the route is complete. Robustness perturbations (`Perturbations`) draw from
+Interventions, re-centring and episode ends are those of the one episode runner
+(`steering_agent.evaluation.episodes`). Robustness perturbations (`Perturbations`) draw from
 a generator seeded by the road seed alone, so a seed gives the same perturbations to
 every policy and whatever the number of environments.
 """
@@ -23,6 +22,7 @@ from typing import Protocol
 import numpy as np
 
 from steering_agent.evaluation import metrics
+from steering_agent.evaluation.episodes import EpisodeRules, EpisodeRun
 
 ENV_ID = "SteeringAgent/Drive-v0"
 _PERTURB_STREAM = 0x5EED  # second word of the perturbation RNG seed: apart from the road's
@@ -73,8 +73,12 @@ class EvalConfig:
     max_episode_s: float | None = None  # default: the route at an average 2 m/s
     stuck_s: float = 30.0  # end an episode that gains under 1 m in this long
 
+    def rules(self) -> EpisodeRules:
+        """How each episode is judged (`episodes.EpisodeRules`)."""
+        return EpisodeRules(self.route_length_m, True, self.max_episode_s, self.stuck_s)
+
     def time_limit_s(self) -> float:
-        return self.max_episode_s or max(self.route_length_m / 2.0, 60.0)
+        return self.rules().time_limit_s()
 
 
 class BatchPolicy(Protocol):
@@ -177,36 +181,41 @@ FrameHook = Callable[[object, np.ndarray, np.ndarray, dict, int], None]
 
 
 class _Slot:
-    """One environment and the episode it is driving."""
+    """One environment, the episode it is driving (`episodes.EpisodeRun`) and what sits
+    between the policy and the car (perturbation stream, delayed commands)."""
 
     def __init__(self, env, cfg: EvalConfig) -> None:
         self.env = env
         self.cfg = cfg
-        self.seed: int | None = None
         self.index = -1  # position of the seed in the evaluation's seed list
-        self.trace: metrics.EpisodeTrace | None = None
-        self.obs: dict | None = None
-        self.info: dict | None = None
+        self.run: EpisodeRun | None = None
         self.rng: np.random.Generator | None = None
         self.last_cmd = np.zeros(3, np.float32)
         self.fifo: deque[np.ndarray] = deque()
-        self.best_progress = 0.0
-        self.best_progress_t = 0.0
 
     @property
     def running(self) -> bool:
-        return self.trace is not None
+        return self.run is not None
+
+    @property
+    def trace(self) -> metrics.EpisodeTrace:
+        return self.run.trace
+
+    @property
+    def obs(self) -> dict:
+        return self.run.obs
+
+    @property
+    def info(self) -> dict:
+        return self.run.info
 
     def start(self, index: int, seed: int) -> None:
-        self.index, self.seed = index, int(seed)
-        self.obs, self.info = self.env.reset(seed=self.seed)
-        dt = float(self.env.unwrapped.dt)
-        self.trace = metrics.EpisodeTrace(self.seed, self.cfg.route_length_m, dt)
-        self.rng = perturbation_rng(self.seed)
+        self.index = index
+        self.run = EpisodeRun(self.env, seed, self.cfg.rules())
+        self.rng = perturbation_rng(seed)
         self.last_cmd = np.zeros(3, np.float32)
         # Until the first delayed command arrives the car gets neutral commands.
         self.fifo = deque(np.zeros(3, np.float32) for _ in range(self.cfg.perturb.control_delay))
-        self.best_progress, self.best_progress_t = float(self.info["progress_m"]), 0.0
 
     def step(self, cmd: np.ndarray) -> bool:
         """Executes one (possibly delayed) command; True when the episode is over."""
@@ -214,34 +223,11 @@ class _Slot:
         if self.cfg.perturb.control_delay:
             self.fifo.append(cmd)
             cmd = self.fifo.popleft()
-        self.obs, _, terminated, truncated, info = self.env.step(cmd)
-        self.info = info
-        trace = self.trace
-        progress = float(info["progress_m"])
-        trace.add(info["lateral_error_m"], cmd[0], info["expert_action"][0], progress)
-        off_road = bool(info.get("off_road", False))
-        if metrics.needs_intervention(info["lateral_error_m"], off_road):
-            trace.mark_intervention()
-            self._recenter()
-        elif terminated and float(info["route_completion"]) < 1.0:
-            # The env ended the episode for a reason the metric does not know: rescue too.
-            trace.mark_intervention()
-            self._recenter()
-        if float(info["route_completion"]) >= 1.0 or truncated:
-            return True
-        if progress > self.best_progress + 1.0:
-            self.best_progress, self.best_progress_t = progress, trace.elapsed_s
-        stuck = trace.elapsed_s - self.best_progress_t > self.cfg.stuck_s
-        return stuck or trace.elapsed_s >= self.cfg.time_limit_s()
-
-    def _recenter(self) -> None:
-        # recenter() returns (observation, info) as after a step: the next frame the policy
-        # sees shows the rescued car.
-        self.obs, self.info = self.env.unwrapped.recenter()
+        return self.run.step(cmd)
 
     def finish(self) -> metrics.EpisodeTrace:
-        trace, self.trace = self.trace, None
-        return trace
+        run, self.run = self.run, None
+        return run.trace
 
 
 def run_episodes(

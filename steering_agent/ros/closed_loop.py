@@ -220,17 +220,13 @@ def _camera_frames(width: int, height: int, count: int = 8) -> list:
     import numpy as np
     from sensor_msgs.msg import Image
 
-    from steering_agent.data.imageconv import rgb_to_image_fields
+    from steering_agent.data.imageconv import fill_image_msg
 
     rng = np.random.default_rng(0)
-    frames = []
-    for _ in range(count):
-        rgb = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
-        f = rgb_to_image_fields(rgb, "bgra8")
-        msg = Image(height=f["height"], width=f["width"], encoding="bgra8", step=f["step"])
-        msg.data = f["data"].tobytes()
-        frames.append(msg)
-    return frames
+    shape = (height, width, 3)
+    return [
+        fill_image_msg(Image(), rng.integers(0, 256, shape, dtype=np.uint8)) for _ in range(count)
+    ]
 
 
 def measure_dds_latency(

@@ -42,7 +42,6 @@ import numpy as np
 import rclpy
 from builtin_interfaces.msg import Time
 from nav_msgs.msg import Odometry
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.exceptions import ParameterException
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile
@@ -51,65 +50,54 @@ from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Float32, String
 
 from steering_agent.common.files import write_text_atomic
-from steering_agent.evaluation import metrics
+from steering_agent.evaluation.episodes import EpisodeRules, EpisodeRun
 from steering_agent.interfaces import topics
+from steering_agent.interfaces.stamps import ns_to_sec_nanosec, stamp_to_ns
 from steering_agent.ros import control_msgs
+from steering_agent.ros.params import declare_all, flag, floating, integer, string
 from steering_agent.ros.spin import spin_until_shutdown
 
 NODE_NAME = "sim_bridge"
 MODES = ("sync", "realtime")
-WATCHDOG_FRAME_ID = (
-    "watchdog"  # the agent's brake-while-blind commands (steering_agent.ros.agent_node)
-)
+# header.frame_id of the agent's brake commands (steering_agent.ros.agent_node)
+WATCHDOG_FRAME_ID = "watchdog"
 _RECENT_FRAMES = 64
 
 
-def _desc(text: str, low=None, high=None, integer: bool = False) -> ParameterDescriptor:
-    d = ParameterDescriptor(description=text, read_only=True)
-    if integer:
-        d.integer_range = [IntegerRange(from_value=low, to_value=high, step=1)]
-    elif low is not None:
-        d.floating_point_range = [FloatingPointRange(from_value=low, to_value=high, step=0.0)]
-    return d
-
-
 PARAMETERS = {
-    "seed": (1_000_000, _desc("road seed (>= 1000000: evaluation seeds)", 0, 2**31 - 1, True)),
-    "width": (200, _desc("camera width (px)", 16, 4096, True)),
-    "height": (66, _desc("camera height (px)", 16, 4096, True)),
-    "fov_deg": (90.0, _desc("camera horizontal field of view (deg)", 10.0, 170.0)),
-    "route_length_m": (1000.0, _desc("route length (m)", 10.0, 100_000.0)),
-    "mode": ("sync", _desc("sync (one step per command) or realtime (timer at rate_hz)")),
-    "rate_hz": (20.0, _desc("realtime mode: world steps per second", 1.0, 200.0)),
-    "control_type": ("auto", _desc("commands to take: auto (both), carla or twist")),
+    "seed": (1_000_000, integer("road seed (>= 1000000: evaluation seeds)", 0, 2**31 - 1)),
+    "width": (200, integer("camera width (px)", 16, 4096)),
+    "height": (66, integer("camera height (px)", 16, 4096)),
+    "fov_deg": (90.0, floating("camera horizontal field of view (deg)", 10.0, 170.0)),
+    "route_length_m": (1000.0, floating("route length (m)", 10.0, 100_000.0)),
+    "mode": ("sync", string("world stepping: one step per command, or a timer at rate_hz", MODES)),
+    "rate_hz": (20.0, floating("realtime mode: world steps per second", 1.0, 200.0)),
+    "control_type": ("auto", string("commands to take (auto: both)", control_msgs.CONTROL_TYPES)),
     "max_steer_angle_rad": (
         control_msgs.DEFAULT_MAX_STEER_ANGLE_RAD,
-        _desc("Twist: wheel angle (rad) of steer = 1", 0.1, 1.6),
+        floating("Twist: wheel angle (rad) of steer = 1", 0.1, 1.6),
     ),
-    "sync_resend_s": (1.0, _desc("sync: re-send an unanswered frame after (s)", 0.05, 60.0)),
+    "sync_resend_s": (1.0, floating("sync: re-send an unanswered frame after (s)", 0.05, 60.0)),
     "startup_timeout_s": (
         30.0,
-        _desc("wait this long (s) for an agent before the first frame", 0.0, 600.0),
+        floating("wait this long (s) for an agent before the first frame", 0.0, 600.0),
     ),
     "recenter_on_intervention": (
         True,
-        _desc("put the car back on the centre line when it is > 1.0 m off (autonomy metric)"),
+        flag("put the car back on the centre line when it is > 1.0 m off (autonomy metric)"),
     ),
-    "max_steps": (0, _desc("stop after this many steps (0: at the route's end)", 0, 10**9, True)),
-    "metrics_every": (20, _desc("publish the episode summary every N steps", 1, 10**6, True)),
+    "max_steps": (0, integer("stop after this many steps (0: at the route's end)", 0, 10**9)),
+    "metrics_every": (20, integer("publish the episode summary every N steps", 1, 10**6)),
     "metrics_file": (
         "",
-        _desc("also write each metrics JSON to this file (replaced atomically); empty: no"),
+        string("also write each metrics JSON to this file (replaced atomically); empty: no"),
     ),
 }
 
 
 def _time_msg(ns: int) -> Time:
-    return Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
-
-
-def _ns(stamp: Time) -> int:
-    return stamp.sec * 1_000_000_000 + stamp.nanosec
+    sec, nanosec = ns_to_sec_nanosec(ns)
+    return Time(sec=sec, nanosec=nanosec)
 
 
 class SimBridgeNode(Node):
@@ -117,27 +105,20 @@ class SimBridgeNode(Node):
 
     def __init__(self, **kwargs) -> None:
         super().__init__(NODE_NAME, **kwargs)
-        for name, (default, descriptor) in PARAMETERS.items():
-            self.declare_parameter(name, default, descriptor)
-        self.p = p = {name: self.get_parameter(name).value for name in PARAMETERS}
-        if p["mode"] not in MODES:
-            raise ValueError(f"parameter mode={p['mode']!r} is not one of: {', '.join(MODES)}")
+        self.p = p = declare_all(self, PARAMETERS)
         self._make_env(p)
         self._make_publishers()
         self._make_subscriptions(p["control_type"])
         self.counts = dict.fromkeys(
             ("frames_published", "frames_resent", "frames_answered", "controls_received",
-             "duplicate_controls", "unmatched_controls", "watchdog_controls", "off_road_steps",
-             "interventions"),
+             "duplicate_controls", "unmatched_controls", "watchdog_controls",
+             "nonfinite_controls"),
             0,
         )  # fmt: skip
         self._answers: OrderedDict[int, int] = OrderedDict()  # frame stamp (ns) -> commands
         self._latest = (0.0, 0.0, 0.0)
         self._waiting = False  # sync: the current frame awaits its command
         self._started = False
-        self._done = False
-        self._reason = "running"
-        self._max_abs_lateral = 0.0
         self._t_created = time.monotonic()
         self._frame_wall = 0.0
         self.create_timer(0.05, self._on_housekeeping)
@@ -156,12 +137,13 @@ class SimBridgeNode(Node):
             fov_deg=p["fov_deg"],
             route_length_m=p["route_length_m"],
         )
-        self._obs, self._info = self.env.reset(seed=p["seed"])
-        self.dt_ns = round(self.env.unwrapped.dt * 1e9)
-        self.step_idx = 0
-        self.trace = metrics.EpisodeTrace(
-            seed=p["seed"], route_length_m=p["route_length_m"], dt_s=self.env.unwrapped.dt
+        rules = EpisodeRules(
+            route_length_m=p["route_length_m"],
+            recenter=p["recenter_on_intervention"],
+            max_steps=p["max_steps"],
         )
+        self.episode = EpisodeRun(self.env, p["seed"], rules)
+        self.dt_ns = round(self.env.unwrapped.dt * 1e9)
 
     def _make_publishers(self) -> None:
         reliable = QoSProfile(depth=1)  # as CARLA's bridge: reliable; only the newest matters
@@ -175,15 +157,13 @@ class SimBridgeNode(Node):
         self._camera_info = self._camera_info_msg()
 
     def _camera_info_msg(self) -> CameraInfo:
-        c = self.env.unwrapped.camera_info()
-        fx, fy, cx, cy = (float(c[k]) for k in ("fx", "fy", "cx", "cy"))
-        msg = CameraInfo(width=int(c["width"]), height=int(c["height"]))
+        from steering_agent.data.imageconv import camera_info_fields
+
+        fields = camera_info_fields(self.env.unwrapped.camera_info())
+        msg = CameraInfo(width=fields.pop("width"), height=fields.pop("height"))
+        for name, value in fields.items():
+            setattr(msg, name, value if isinstance(value, str) else value.tolist())
         msg.header.frame_id = f"{topics.ROLE}/rgb_front"
-        msg.distortion_model = "plumb_bob"
-        msg.d = [0.0] * 5
-        msg.k = [fx, 0.0, cx, 0.0, fy, cy, 0.0, 0.0, 1.0]
-        msg.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
-        msg.p = [fx, 0.0, cx, 0.0, 0.0, fy, cy, 0.0, 0.0, 0.0, 1.0, 0.0]
         return msg
 
     def _make_subscriptions(self, control_type: str) -> None:
@@ -216,7 +196,7 @@ class SimBridgeNode(Node):
         return listening and talking > 0
 
     def _publish_frame(self, resend: bool = False) -> None:
-        from steering_agent.data.imageconv import rgb_to_image_fields
+        from steering_agent.data.imageconv import fill_image_msg
 
         stamp = _time_msg(self.step_idx * self.dt_ns)
         if not resend:
@@ -232,17 +212,9 @@ class SimBridgeNode(Node):
         self._pub_odom.publish(self._odometry(stamp, speed))
         self._camera_info.header.stamp = stamp
         self._pub_info.publish(self._camera_info)
-        fields = rgb_to_image_fields(self._obs["image"], "bgra8")
-        img = Image(
-            height=fields["height"],
-            width=fields["width"],
-            encoding="bgra8",
-            is_bigendian=0,
-            step=fields["step"],
-        )
+        img = fill_image_msg(Image(), self._obs["image"], "bgra8")
         img.header.stamp = stamp
         img.header.frame_id = self._camera_info.header.frame_id
-        img.data = fields["data"].tobytes()
         self._pub_image.publish(img)
         self._frame_wall = time.monotonic()
         self._waiting = self.p["mode"] == "sync"
@@ -283,7 +255,9 @@ class SimBridgeNode(Node):
                 self._latest = (0.0, 0.0, 1.0)
             return
         action = control_msgs.from_carla_msg(msg)
-        stamp_ns = _ns(msg.header.stamp)
+        if not self._finite(action, "CarlaEgoVehicleControl"):
+            return
+        stamp_ns = stamp_to_ns(msg.header.stamp)
         first = self._count_answer(stamp_ns)
         if self.p["mode"] == "realtime":
             self._latest = action
@@ -295,6 +269,8 @@ class SimBridgeNode(Node):
         if self._done or not self._started:
             return
         action = control_msgs.from_twist(msg, self.p["max_steer_angle_rad"])
+        if not self._finite(action, "Twist"):
+            return
         # No stamp: the command answers the newest frame.
         first = self._count_answer(self.step_idx * self.dt_ns)
         if self.p["mode"] == "realtime":
@@ -305,46 +281,46 @@ class SimBridgeNode(Node):
     # -- world --------------------------------------------------------------------------
 
     def _advance(self, action: tuple[float, float, float]) -> None:
+        """One world step with `action`, judged by the one episode runner."""
         self._waiting = False
-        obs, _, terminated, truncated, info = self.env.step(np.asarray(action, np.float32))
-        self._obs, self._info = obs, info
-        self.step_idx += 1
-        lateral = float(info["lateral_error_m"])
-        expert = info.get("expert_action")
-        expert_steer = float(expert[0]) if expert is not None else float("nan")
-        self.trace.add(lateral, action[0], expert_steer, float(info["progress_m"]))
-        self._max_abs_lateral = max(self._max_abs_lateral, abs(lateral))
-        off_road = bool(info.get("off_road", False))
-        self.counts["off_road_steps"] += off_road
-        if metrics.needs_intervention(lateral, off_road):
-            self.counts["interventions"] += 1
-            self.trace.mark_intervention()
-            if self.p["recenter_on_intervention"] and not (terminated or truncated):
-                self._recenter()
-        self._check_done(terminated, truncated, off_road)
-        if self._done or self.step_idx % self.p["metrics_every"] == 0:
+        done = self.episode.step(action)
+        if done:
+            self.get_logger().info(
+                f"episode over after {self.step_idx} steps: {self.episode.reason}"
+            )
+        if done or self.step_idx % self.p["metrics_every"] == 0:
             self.publish_metrics()
-        if not self._done:
+        if not done:
             self._publish_frame()
 
-    def _recenter(self) -> None:
-        out = self.env.unwrapped.recenter()
-        if isinstance(out, tuple) and len(out) == 2:  # (obs, info) of the new pose
-            self._obs, self._info = out
+    @property
+    def step_idx(self) -> int:
+        return self.episode.trace.steps
 
-    def _check_done(self, terminated: bool, truncated: bool, off_road: bool) -> None:
-        max_steps = self.p["max_steps"]
-        if float(self._info.get("route_completion", 0.0)) >= 1.0:
-            self._reason = "route_complete"
-        elif terminated and off_road:
-            self._reason = "off_road"
-        elif max_steps and self.step_idx >= max_steps:
-            self._reason = "max_steps"
-        elif terminated or truncated:
-            self._reason = "truncated"
-        self._done = self._reason != "running"
-        if self._done:
-            self.get_logger().info(f"episode over after {self.step_idx} steps: {self._reason}")
+    @property
+    def _done(self) -> bool:
+        return self.episode.done
+
+    @property
+    def _obs(self) -> dict:
+        return self.episode.obs
+
+    @property
+    def _info(self) -> dict:
+        return self.episode.info
+
+    def _finite(self, action: tuple[float, float, float], source: str) -> bool:
+        """False (and a rate-limited warning) for a command holding NaN or infinity: it is
+        dropped and the car keeps the last good command."""
+        if all(math.isfinite(v) for v in action):
+            return True
+        self.counts["nonfinite_controls"] += 1
+        self.get_logger().warning(
+            f"dropped a {source} command with a non-finite value {action}; keeping the last "
+            "good command",
+            throttle_duration_sec=2.0,
+        )
+        return False
 
     def _on_housekeeping(self) -> None:
         if self._done:
@@ -378,14 +354,16 @@ class SimBridgeNode(Node):
             "progress_m": float(self._info.get("progress_m", 0.0)),
             "route_completion": float(self._info.get("route_completion", 0.0)),
             "lateral_error_m": float(self._info.get("lateral_error_m", 0.0)),
-            "max_abs_lateral_m": self._max_abs_lateral,
+            "max_abs_lateral_m": self.episode.max_abs_lateral_m,
             **c,
+            "interventions": self.episode.interventions,
+            "off_road_steps": self.episode.off_road_steps,
             "frames_without_control": c["frames_published"] - c["frames_answered"],
             "done": self._done,
-            "reason": self._reason,
+            "reason": self.episode.reason,
         }
-        if with_summary and self.trace.steps:
-            out["summary"] = metrics.summarize_episode(self.trace).as_dict()
+        if with_summary and self.episode.trace.steps:
+            out["summary"] = self.episode.summary().as_dict()
         return out
 
     def publish_metrics(self) -> None:

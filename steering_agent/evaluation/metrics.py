@@ -1,4 +1,4 @@
-"""The one definition of the driving metrics (../shared/design.md), used by every consumer.
+"""The one definition of the driving metrics (docs/interfaces.md), used by every consumer.
 
 - autonomy (NVIDIA PilotNet): ``100 * (1 - interventions * 6 s / elapsed s)``; an
   intervention is the car more than 1.0 m from the lane centre (or off the road); the

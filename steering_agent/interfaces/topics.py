@@ -1,4 +1,4 @@
-"""ROS names: the CARLA ROS bridge's names for role `ego_vehicle` (../shared/design.md)."""
+"""ROS names: the CARLA ROS bridge's names for role `ego_vehicle` (docs/carla.md)."""
 
 ROLE = "ego_vehicle"
 IMAGE = f"/carla/{ROLE}/rgb_front/image"

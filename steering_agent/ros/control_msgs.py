@@ -1,6 +1,6 @@
 """Vehicle control messages: which type to speak, and Control <-> message conversion.
 
-Two types carry a command (../shared/design.md):
+Two types carry a command (docs/interfaces.md):
 
 - `carla_msgs/CarlaEgoVehicleControl` (steer, throttle, brake as CARLA means them), used
   wherever `carla_msgs` is importable;

@@ -141,7 +141,7 @@ def keep_until_exit(*objects) -> None:
 def exit_without_destructors(code: int) -> None:
     """Leave now with exit status `code`, skipping the Fast DDS participant destructors
     that can hang (see KEPT_UNTIL_EXIT): flush output, remove this process's shared-memory
-    segments, which those destructors would have removed (dds_shm), then os._exit."""
+    segments, which those destructors would have removed (remove_own_segments), then os._exit."""
     sys.stdout.flush()
     sys.stderr.flush()
     remove_own_segments()
@@ -156,8 +156,8 @@ def local_transport_env(env: dict) -> dict:
     default transports, best-effort 800x600 bgra8 frames (1.9 MB) lost fragments on
     loopback: measured here, 1 of 210 frames reached the agent. LARGE_DATA (SHM + TCP)
     lost none, but its TCP transport hung deleting participants and, in long test
-    sessions, left some new participants undiscovered (README, "Large images over
-    DDS", has the counts).
+    sessions, left some new participants undiscovered (docs/dds.md has the
+    counts).
     """
     if any(env.get(name) for name in TRANSPORT_CHOICES):
         return env

@@ -1,20 +1,54 @@
-"""`steering-agent bench` on tiny settings: JSON shape, statistics, machine and versions."""
+"""`steering-agent bench` on tiny settings: what every run delivers, never how fast.
+
+Each suite must do the work it was asked for (every step simulated, every frame written,
+none lost) and report it in the JSON's fields, units and counts. A measurement's value
+is checked against a fake clock where one is used, so no test depends on this machine's
+speed.
+"""
 
 from __future__ import annotations
 
+import itertools
 import json
+import math
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
+import sim.bench
+import steering_agent.policy.latency
+from sim.env import DriveEnv
 from steering_agent import bench
 from steering_agent.cli import main
+from steering_agent.data import recording
+
+
+def fake_clock(seconds_per_call: float) -> SimpleNamespace:
+    """A `time` module stand-in whose perf_counter advances a fixed step per call."""
+    return SimpleNamespace(perf_counter=itertools.count(0.0, seconds_per_call).__next__)
+
+
+def counted(monkeypatch, owner, name: str) -> list:
+    """Wrap owner.name to count its calls; the returned list grows by one per call."""
+    calls: list = []
+    inner = getattr(owner, name)
+
+    def wrapper(*args, **kwargs):
+        calls.append(1)
+        return inner(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, wrapper)
+    return calls
 
 
 def test_measurement_statistics():
-    j = bench.Measurement("x", "ms", [5.0, 1.0, 3.0, 2.0, 4.0]).to_json()
+    j = bench.Measurement("x", "ms", [5.0, 1.0, 3.0, 2.0, 4.0], {"batch": 2}).to_json()
     assert j["median"] == 3.0
     assert j["p10"] == pytest.approx(1.4) and j["p90"] == pytest.approx(4.6)
     assert j["runs"] == [5.0, 1.0, 3.0, 2.0, 4.0]
+    assert (j["name"], j["unit"], j["batch"]) == ("x", "ms", 2)
+    assert bench.Skipped("y", "why").to_json() == {"name": "y", "skipped": "why"}
 
 
 def test_table_shows_values_per_frame_and_skips():
@@ -27,45 +61,92 @@ def test_table_shows_values_per_frame_and_skips():
     assert "skipped: rclpy is not importable" in text
 
 
-def _run_quick(tmp_path, suite: str) -> dict:
+def _check_measurement(r: dict, repeats: int, unit: str) -> None:
+    """Fields, types, unit and counts of one measured result."""
+    assert "skipped" not in r, r
+    assert isinstance(r["name"], str) and r["unit"] == unit, r
+    runs = r["runs"]
+    assert len(runs) == repeats, r
+    assert all(isinstance(v, float) and math.isfinite(v) for v in runs), r
+    assert r["median"] == pytest.approx(float(np.median(runs)))
+    assert min(runs) <= r["p10"] <= r["median"] <= r["p90"] <= max(runs), r
+
+
+def _run_quick(tmp_path, suite: str, repeats: int = 2) -> dict:
     out = tmp_path / f"{suite}.json"
-    assert main(["bench", suite, "--quick", "--repeats", "2", "--json", str(out)]) == 0
+    assert main(["bench", suite, "--quick", "--repeats", str(repeats), "--json", str(out)]) == 0
     doc = json.loads(out.read_text())
-    assert doc["suites"] == [suite] and doc["repeats"] == 2 and doc["threads"] >= 1
+    assert doc["suites"] == [suite] and doc["repeats"] == repeats
+    assert doc["quick"] is True and doc["device"] == "cpu"
+    assert isinstance(doc["threads"], int) and doc["threads"] >= 1
+    assert isinstance(doc["machine_and_versions"]["cores"], int)
     assert doc["machine_and_versions"]["cores"] >= 1
-    assert doc["machine_and_versions"]["torch"]
-    measured = [r for r in doc["results"] if "skipped" not in r]
-    assert measured, doc["results"]
-    for r in measured:
-        assert len(r["runs"]) == 2 and r["p10"] <= r["median"] <= r["p90"]
-        assert r["median"] > 0
+    assert isinstance(doc["machine_and_versions"]["torch"], str)
+    assert doc["command"].startswith("steering-agent bench")
+    assert doc["results"], doc
     return doc
 
 
-def test_bench_cli_sim_and_record_quick(tmp_path, capsys):
-    names = [r["name"] for r in _run_quick(tmp_path, "sim")["results"]]
-    assert names == ["sim 200x66", "sim 800x600"]
-    names = [r["name"] for r in _run_quick(tmp_path, "record")["results"]]
-    assert names == ["record 200x66 (MCAP)", "record 800x600 (MCAP)"]
+def test_bench_cli_sim_and_record_quick(tmp_path, capsys, monkeypatch):
+    # 0.5 s a clock reading: a rate of N steps over one timed interval is N / 0.5.
+    monkeypatch.setattr(sim.bench, "time", fake_clock(0.5))
+    monkeypatch.setattr(recording, "time", fake_clock(0.5))
+    steps = counted(monkeypatch, DriveEnv, "step")
+    written = counted(monkeypatch, recording.EpisodeBagWriter, "write_step")
+
+    results = _run_quick(tmp_path, "sim")["results"]
+    assert [r["name"] for r in results] == ["sim 200x66", "sim 800x600"]
+    for r in results:
+        _check_measurement(r, 2, "steps/s")
+        assert r["steps"] == 50 and r["runs"] == [100.0, 100.0]
+    assert len(steps) == 2 * 2 * (1 + 50)  # sizes x repeats x (warm-up + timed steps)
+
+    results = _run_quick(tmp_path, "record")["results"]
+    assert [r["name"] for r in results] == ["record 200x66 (MCAP)", "record 800x600 (MCAP)"]
+    for r in results:
+        _check_measurement(r, 2, "frames/s")
+        assert r["frames"] == 20 and r["runs"] == [40.0, 40.0]
+    assert len(written) == 2 * 2 * 20  # every requested frame was written
     assert "frames/s" in capsys.readouterr().out
 
 
+def test_sim_rate_counts_every_step_of_the_run(monkeypatch):
+    monkeypatch.setattr(sim.bench, "time", fake_clock(0.25))
+    steps = counted(monkeypatch, DriveEnv, "step")
+    assert sim.bench.sim_steps_per_second(200, 66, steps=7, seed=0) == pytest.approx(28.0)
+    assert len(steps) == 1 + 7  # one untimed warm-up step, then the 7 timed ones
+
+
 @pytest.mark.slow
-def test_bench_cli_eval_quick(tmp_path, capsys):
-    names = [r["name"] for r in _run_quick(tmp_path, "eval")["results"]]
-    assert names == ["eval agent", "eval expert"]
+def test_bench_cli_eval_quick(tmp_path, capsys, monkeypatch):
+    # 3.6 s a clock reading: km per hour over one reading is the metres driven.
+    monkeypatch.setattr(bench, "time", fake_clock(3.6))
+    results = _run_quick(tmp_path, "eval")["results"]
+    assert [r["name"] for r in results] == ["eval agent", "eval expert"]
+    for r in results:
+        _check_measurement(r, 2, "sim km/h")
+        assert (r["num_envs"], r["route_length_m"], r["size"]) == (2, 30.0, "200x66")
+        assert r["runs"][0] == pytest.approx(r["runs"][1])  # the same seeds: the same drive
+        assert 0 < r["runs"][0] <= 2 * 30.0 * 1.05
+    agent, expert = results
+    assert isinstance(agent["model"], str) and agent["model"]
+    assert expert["runs"][0] == pytest.approx(2 * 30.0, rel=0.05)  # both routes driven
     assert "sim km/h" in capsys.readouterr().out
 
 
 @pytest.mark.slow
-def test_bench_cli_inference_quick(tmp_path):
-    out = tmp_path / "bench.json"
-    assert main(["bench", "inference", "--quick", "--repeats", "1", "--json", str(out)]) == 0
-    results = json.loads(out.read_text())["results"]
+def test_bench_cli_inference_quick(tmp_path, monkeypatch):
+    # 2 ms a clock reading: every timed control step takes exactly 2 ms.
+    monkeypatch.setattr(steering_agent.policy.latency, "time", fake_clock(0.002))
+    results = _run_quick(tmp_path, "inference", repeats=1)["results"]
     modes = {(r["backend"], r["batch"], r["window"]) for r in results}
     backends = ("onnxruntime", "torch")
     assert modes == {(k, b, w) for k in backends for b in (1, 2) for w in (None, 16, 32)}
-    assert all(r["median"] > 0 and r["unit"] == "ms/step" for r in results)
+    assert len(results) == len(modes)
+    for r in results:
+        _check_measurement(r, 1, "ms/step")
+        assert r["runs"] == [pytest.approx(2.0)] and r["calls_per_run"] == 2
+        assert isinstance(r["model"], str) and r["model"]
 
 
 def test_bad_repeats_is_refused(capsys):
@@ -76,12 +157,12 @@ def test_bad_repeats_is_refused(capsys):
 @pytest.mark.ros
 @pytest.mark.slow
 def test_bench_cli_ros_quick(tmp_path, ros_domain):
-    doc = _run_quick_once(tmp_path, "ros")
-    names = [r["name"] for r in doc["results"]]
-    assert "ros camera->control 200x66" in names, doc["results"]
-
-
-def _run_quick_once(tmp_path, suite: str) -> dict:
-    out = tmp_path / f"{suite}.json"
-    assert main(["bench", suite, "--quick", "--repeats", "1", "--json", str(out)]) == 0
-    return json.loads(out.read_text())
+    results = _run_quick(tmp_path, "ros", repeats=1)["results"]
+    names = [r["name"] for r in results]
+    assert names == [f"ros {kind} {size}" for size in ("200x66", "800x600")
+                     for kind in ("camera->control", "node per-frame")], results  # fmt: skip
+    for r in results:
+        _check_measurement(r, 1, "ms")
+        assert r["frames"] == 20 and r["lost"] == [0], r  # every frame was answered
+    for r in results[::2]:  # camera->control: its own p99 of the same run
+        assert len(r["p99_ms"]) == 1 and r["p99_ms"][0] >= r["median"], r

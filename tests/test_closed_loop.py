@@ -30,6 +30,14 @@ def _every_frame_got_exactly_one_command(r: dict) -> None:
     assert r["agent"]["frames"] == r["frames"]  # the node stepped its policy once per frame
 
 
+def _node_timing_is_reported(r: dict) -> None:
+    """The agent's per-frame time: every percentile, in ms, in order (not how fast)."""
+    ms = r["agent_frame_ms"]
+    assert set(ms) == {"median", "p90", "p99", "max"}, ms
+    assert all(isinstance(v, float) for v in ms.values()), ms
+    assert 0 <= ms["median"] <= ms["p90"] <= ms["p99"] <= ms["max"], ms
+
+
 def test_sync_carla_commands_one_per_frame_and_recorded(tmp_path, checkpoint):
     rc, r = _closed_loop(
         tmp_path, "--seed", str(eval_seeds(1)[0]), "--route-length-m", "25",
@@ -40,7 +48,7 @@ def test_sync_carla_commands_one_per_frame_and_recorded(tmp_path, checkpoint):
     assert r["reason"] in ("route_complete", "off_road")  # an untrained model may leave
     assert r["bridge"]["accepts"] == ["carla"]
     _every_frame_got_exactly_one_command(r)
-    assert r["agent_frame_ms"]["median"] > 0
+    _node_timing_is_reported(r)
     assert list((tmp_path / "bag").rglob("metadata.yaml")), "the recorder wrote no bag"
 
 
@@ -52,11 +60,17 @@ def test_realtime_twist_loop_reports_dropped_frames(tmp_path, checkpoint):
     )  # fmt: skip
     assert rc == 0 and r["status"] == "done", r
     assert r["mode"] == "realtime" and r["bridge"]["accepts"] == ["twist"]
-    assert r["frames"] > 0 and 0 <= r["frames_without_control"] <= r["frames"]
-    assert r["controls"] > 0 and r["agent"]["control_type"] == "twist"
+    # Frames may go unanswered in real time; the counts must add up.
+    for key in ("frames", "frames_answered", "frames_without_control", "controls"):
+        assert isinstance(r[key], int), (key, r)
+    assert r["frames"] > 0 and r["frames_answered"] > 0, r
+    assert r["frames_answered"] + r["frames_without_control"] == r["frames"], r
+    assert r["controls"] >= r["frames_answered"] + r["duplicate_controls"], r
+    assert r["agent"]["control_type"] == "twist"
+    assert 0 < r["agent"]["frames"] <= r["frames"] + r["bridge"]["frames_resent"], r["agent"]
+    _node_timing_is_reported(r)
 
 
-@pytest.mark.skipif(not SHIPPED.is_file(), reason=f"no trained model yet ({SHIPPED} missing)")
 def test_shipped_model_drives_1km_of_an_eval_seed_in_lane(tmp_path):
     rc, r = _closed_loop(
         tmp_path, "--seed", str(eval_seeds(1)[0]), "--route-length-m", "1000",

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
@@ -176,11 +178,55 @@ def test_load_from_file_uses_checkpoint_settings(tmp_path):
     assert BatchedSteeringPolicy.load(path, 4, device="cpu").batch_size == 4
 
 
+class ScriptedWork:
+    """A stand-in clock whose time passes only inside the wrapped work: the i-th call of
+    the wrapped function takes durations_ms[i] and logs how many frames it was given."""
+
+    def __init__(self, monkeypatch, module, durations_ms) -> None:
+        self.now, self.frames = 0.0, []
+        durations = iter(durations_ms)
+
+        def work(images, *args):
+            self.frames.append(1 if images.ndim == 3 else len(images))
+            self.now += next(durations) / 1e3
+            return preprocess_frames(images, *args)
+
+        monkeypatch.setattr(module, "preprocess_frames", work)
+        import steering_agent.policy.latency as latency
+
+        monkeypatch.setattr(latency, "time", SimpleNamespace(perf_counter=lambda: self.now))
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_benchmark_latency_reports_both_modes(backend):
+def test_benchmark_latency_reports_both_modes(backend, monkeypatch):
+    """Every frame is stepped; the statistics are those of the timed calls, in ms, with
+    the warm-up left out (a scripted clock, not this machine's speed)."""
+    import steering_agent.policy.latency as latency
+    import steering_agent.policy.policy as policy_module
+
     model = _model()
-    r = benchmark_latency(model, batch=1, repeats=3, warmup=1, backend=backend)
-    assert r["median_ms"] > 0 and r["p90_ms"] >= r["min_ms"] and r["window"] is None
-    assert r["backend"] == backend
+    # stateful, batch 1: 1 warm-up call of 100 ms (left out), then 5 timed calls
+    work = ScriptedWork(monkeypatch, policy_module, [100, 3, 1, 4, 1, 5])
+    policy = BatchedSteeringPolicy(model, PRE, 1, device="cpu", backend=backend)
+    r = benchmark_latency(policy, batch=1, repeats=5, warmup=1)
+    assert work.frames == [1] * 6  # every frame went through the policy
+    assert not np.array_equal(policy.last_action[0], [0.0, 0.0, 1.0])  # not the reset action
+    assert r["median_ms"] == pytest.approx(3.0) and r["p90_ms"] == pytest.approx(4.0)
+    assert r["mean_ms"] == pytest.approx(2.8) and r["min_ms"] == pytest.approx(1.0)
+    assert (r["batch"], r["window"], r["repeats"]) == (1, None, 5)
+    assert (r["backend"], r["device"]) == (backend, "cpu")
+    assert isinstance(r["threads"], int) and r["threads"] >= 1
+    # stateful, batch 2: one batched step of both streams per call
+    work = ScriptedWork(monkeypatch, policy_module, [50, 2, 2, 6])
+    r = benchmark_latency(model, batch=2, repeats=3, warmup=1, backend=backend)
+    assert work.frames == [2] * 4
+    assert r["median_ms"] == pytest.approx(2.0) and r["p90_ms"] == pytest.approx(2.0)
+    assert r["min_ms"] == pytest.approx(2.0) and r["mean_ms"] == pytest.approx(10 / 3)
+    # the stateless window: each new frame preprocessed once, then the window re-run
+    stateful = work
+    work = ScriptedWork(monkeypatch, latency, [9, 7, 8])
     r = benchmark_latency(model, batch=2, window=4, repeats=2, warmup=1, backend=backend)
-    assert r["window"] == 4 and r["batch"] == 2
+    assert work.frames == [2] * 3 and stateful.frames == [2] * 4  # the window path only
+    assert (r["window"], r["batch"], r["repeats"], r["backend"]) == (4, 2, 2, backend)
+    assert r["median_ms"] == pytest.approx(7.5) and r["min_ms"] == pytest.approx(7.0)
+    assert r["p90_ms"] == pytest.approx(7.0)  # times[int(0.9 * (n - 1))] of the sorted two

@@ -5,7 +5,12 @@ import numpy as np
 import pytest
 import torch
 
-from steering_agent.policy.preprocess import PreprocessConfig, normalize, preprocess_frames
+from steering_agent.policy.preprocess import (
+    PreprocessConfig,
+    normalize,
+    preprocess_frames,
+    resize,
+)
 
 
 def _frames(n=3, h=66, w=200, seed=0):
@@ -113,3 +118,63 @@ def test_normalize_range_and_out():
     out = torch.empty(1, 3)
     assert normalize(torch.from_numpy(u8), out=out) is out
     torch.testing.assert_close(out, x)
+
+
+def _sim_frames_800x600(seeds=(0, 1, 2), steps=(0, 40, 80, 120)):
+    """Camera frames of the embedded simulator at 800x600, driven by the expert."""
+    import gymnasium
+
+    import sim  # noqa: F401  (registers the environment)
+
+    frames = []
+    for seed in seeds:
+        env = gymnasium.make("SteeringAgent/Drive-v0", width=800, height=600)
+        obs, info = env.reset(seed=seed)
+        for k in range(max(steps) + 1):
+            if k in steps:
+                frames.append(obs["image"].copy())
+            obs, _, term, trunc, info = env.step(info["expert_action"])
+            assert not (term or trunc)
+        env.close()
+    assert frames[0].shape == (600, 800, 3) and frames[0].dtype == np.uint8
+    return frames
+
+
+def _abs_diff_to_inter_area(crop: np.ndarray, width=200, height=66) -> np.ndarray:
+    area = cv2.resize(crop, (width, height), interpolation=cv2.INTER_AREA)
+    ours = resize(crop, width, height)
+    assert ours.shape == area.shape == (height, width, 3)
+    return np.abs(ours.astype(np.int16) - area.astype(np.int16))
+
+
+def test_resize_is_within_the_documented_grey_levels_of_inter_area():
+    """What `preprocess.resize` claims against one cv2.INTER_AREA of the same crop."""
+    frames = _sim_frames_800x600()
+    # The default aspect crop keeps 800x264 rows: 4x both ways, two exact 2x box
+    # reductions, the same average as INTER_AREA up to the rounding in between.
+    aspect = PreprocessConfig()
+    top, bottom = aspect.crop_rows(600, 800)
+    assert (bottom - top, 800) == (4 * aspect.height, 4 * aspect.width)
+    diffs = [_abs_diff_to_inter_area(f[top:bottom]) for f in frames]
+    assert max(int(d.max()) for d in diffs) <= 1
+    assert np.mean([d.mean() for d in diffs]) < 0.35  # measured 0.27
+    # The whole frame squeezed (aspect crop off: 4x across, 9.09x down, so the last
+    # vertical step is bilinear): 0.8 to 1.7 grey levels a frame, 1.15 on average.
+    squeezed = [_abs_diff_to_inter_area(f).mean() for f in frames]
+    assert max(squeezed) < 2.0, squeezed
+    assert np.mean(squeezed) < 1.5, squeezed
+    # The box reductions matter: one bilinear resize is about twice as far (measured
+    # 1.7 to 4.2 grey levels a frame, 1.8 to 2.5 times ours).
+    for frame, ours in zip(frames, squeezed, strict=True):
+        plain = cv2.resize(frame, (200, 66), interpolation=cv2.INTER_LINEAR)
+        area = cv2.resize(frame, (200, 66), interpolation=cv2.INTER_AREA)
+        assert ours < 0.75 * np.abs(plain.astype(np.int16) - area).mean()
+
+
+@pytest.mark.parametrize("hw", [(132, 200), (132, 400), (264, 800), (264, 400)])
+def test_resize_at_powers_of_two_is_the_box_average_of_any_image(hw):
+    """Exact 2x / 4x factors: within one grey level of INTER_AREA on white noise too."""
+    image = np.random.default_rng(3).integers(0, 256, (*hw, 3), dtype=np.uint8)
+    d = _abs_diff_to_inter_area(image)
+    assert d.max() <= 1
+    assert d.mean() < 0.35

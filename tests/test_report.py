@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import cv2
 import numpy as np
 import pytest
@@ -35,17 +37,18 @@ def test_markdown_table_has_one_row_per_policy(expert_run):
     assert "2 held-out seeds (1000000..1000001)" in lines[-1]
 
 
-def test_write_report_creates_nonempty_files(tmp_path, expert_run):
+def test_write_report_files_hold_the_results(tmp_path, expert_run):
     run, cfg, video = expert_run
     doc = results_json([run], eval_seeds(2), cfg)
     paths = report.write_report(tmp_path, doc, [run], video=video)
-    names = {p.name for p in paths}
-    assert {"results.json", "results.md", "steering.png", "lateral_error.png"} <= names
-    assert "lateral_hist.png" in names and video.path in paths
-    for p in paths:
-        assert p.stat().st_size > 0, p
-    png = cv2.imread(str(tmp_path / "steering.png"))
-    assert png is not None and png.shape[0] > 100
+    names = [p.name for p in paths]
+    pngs = ["steering.png", "lateral_error.png", "lateral_hist.png"]
+    assert names == ["results.json", "results.md", *pngs, video.path.name], names
+    assert json.loads((tmp_path / "results.json").read_text()) == doc
+    assert (tmp_path / "results.md").read_text() == report.markdown_table(doc) + "\n"
+    for name in pngs:  # each plot is a readable image with something drawn on it
+        png = cv2.imread(str(tmp_path / name))
+        assert png is not None and png.shape[0] > 100 and png.std() > 1.0, name
 
 
 def test_video_has_one_frame_per_step_and_the_composed_layout(expert_run):

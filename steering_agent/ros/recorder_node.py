@@ -26,12 +26,15 @@ from typing import Any
 
 import rclpy
 from rcl_interfaces.msg import ParameterDescriptor
-from rclpy.executors import ExternalShutdownException
+from rclpy.exceptions import ParameterException
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
+from steering_agent.common.files import check_writable_dir
 from steering_agent.data import bagio
 from steering_agent.interfaces import topics
+from steering_agent.ros.params import declare_all, floating, string
+from steering_agent.ros.spin import spin_until_shutdown
 
 DEFAULT_TOPICS = [
     topics.IMAGE,
@@ -48,18 +51,27 @@ def message_class(msgtype: str) -> Any:
     return getattr(importlib.import_module(f"{package}.msg"), name)
 
 
+PARAMETERS = {
+    "topics": (DEFAULT_TOPICS, ParameterDescriptor(description="topics to record")),
+    "output": ("", string("folder for the bags (default: recording_<time>)")),
+    "max_bag_size_mb": (0.0, floating("split size, MB (0: none)", 0.0, 1e9)),
+    "max_bag_duration_s": (0.0, floating("split after this many s (0: none)", 0.0, 1e9)),
+    "flush_period_s": (1.0, floating("write the pending chunk this often (s)", 0.01, 3600.0)),
+}
+
+
 class RecorderNode(Node):
     """Subscribes raw to the `topics` parameter and writes every message to a bag."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("recorder", **kwargs)
-        p = self._declare
-        self.topic_names = list(p("topics", DEFAULT_TOPICS, "topics to record"))
-        output = str(p("output", "", "folder for the bags (default: recording_<time>)"))
-        self.output = Path(output or time.strftime("recording_%Y%m%d_%H%M%S"))
-        self.max_bytes = float(p("max_bag_size_mb", 0.0, "split size, MB (0: none)")) * 1e6
-        self.max_ns = float(p("max_bag_duration_s", 0.0, "split after s (0: none)")) * 1e9
-        flush_s = float(p("flush_period_s", 1.0, "write the pending chunk this often (s)"))
+        p = declare_all(self, PARAMETERS)
+        self.topic_names = list(p["topics"])
+        self.output = Path(p["output"] or time.strftime("recording_%Y%m%d_%H%M%S"))
+        check_writable_dir(self.output, "parameter output:=")  # refuse now, not at message 1
+        self.max_bytes = p["max_bag_size_mb"] * 1e6
+        self.max_ns = p["max_bag_duration_s"] * 1e9
+        flush_s = p["flush_period_s"]
         self.counts: dict[str, int] = dict.fromkeys(self.topic_names, 0)
         self.bags: list[Path] = []
         self._types: dict[str, str] = {}
@@ -72,10 +84,6 @@ class RecorderNode(Node):
         self._discover_timer = self.create_timer(0.2, self._discover)
         self.create_timer(flush_s, self._flush)
         self._discover()
-
-    def _declare(self, name: str, default: Any, description: str) -> Any:
-        descriptor = ParameterDescriptor(description=description)
-        return self.declare_parameter(name, default, descriptor).value
 
     def _qos(self, topic: str) -> QoSProfile:
         """Reliable unless some publisher is best-effort (a reliable reader would not match)."""
@@ -178,22 +186,25 @@ class RecorderNode(Node):
             print(f"[recorder] {line}", file=sys.stderr, flush=True)
 
 
-def main(args: list[str] | None = None) -> None:
+def main(args: list[str] | None = None) -> int:
     """`ros2 run steering_agent recorder`: record until Ctrl-C or SIGTERM."""
     rclpy.init(args=args)
     node = None
     try:
         node = RecorderNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
+        spin_until_shutdown(node)
+    except KeyboardInterrupt:
         pass
+    except (ValueError, ParameterException) as e:
+        print(f"recorder: {e}", file=sys.stderr)
+        return 1
     finally:
         if node is not None:
             node.close()
             node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
+        rclpy.try_shutdown()
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

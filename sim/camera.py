@@ -12,6 +12,21 @@ import math
 import numpy as np
 
 
+def pinhole_intrinsics(width: int, height: int, fov_deg: float) -> dict:
+    """Intrinsics of an undistorted pinhole camera with horizontal field of view `fov_deg`,
+    square pixels and the principal point at the image centre (CARLA's camera_info
+    convention): a new dict of width, height, fx, fy, cx, cy."""
+    fx = width / (2.0 * math.tan(math.radians(fov_deg) / 2.0))
+    return {
+        "width": width,
+        "height": height,
+        "fx": fx,
+        "fy": fx,
+        "cx": width / 2.0,
+        "cy": height / 2.0,
+    }
+
+
 class IpmCamera:
     """Pinhole camera for inverse perspective mapping.
 
@@ -45,8 +60,8 @@ class IpmCamera:
             raise ValueError(f"pitch_deg must be within 0..60 degrees (down), got {pitch_deg}")
         self.width, self.height = int(width), int(height)
         self.fov_deg = float(fov_deg)
-        self.fx = self.fy = self.width / (2.0 * math.tan(math.radians(fov_deg) / 2.0))
-        self.cx, self.cy = self.width / 2.0, self.height / 2.0  # CARLA's camera_info convention
+        k = pinhole_intrinsics(self.width, self.height, fov_deg)
+        self.fx, self.fy, self.cx, self.cy = k["fx"], k["fy"], k["cx"], k["cy"]
         self.mount_height_m = float(mount_height_m)
         self.mount_x_m = float(mount_x_m)
         self.pitch_rad = math.radians(pitch_deg)
@@ -62,14 +77,7 @@ class IpmCamera:
 
     def camera_info(self) -> dict:
         """Pinhole intrinsics, no distortion: width, height, fx, fy, cx, cy."""
-        return {
-            "width": self.width,
-            "height": self.height,
-            "fx": self.fx,
-            "fy": self.fy,
-            "cx": self.cx,
-            "cy": self.cy,
-        }
+        return pinhole_intrinsics(self.width, self.height, self.fov_deg)
 
     def rays(self, row_margin: int = 0) -> np.ndarray:
         """Car-frame ray directions (H + 2*margin, W, 3) of every pixel centre."""

@@ -1,8 +1,9 @@
 """`SteeringAgent/CarlaDrive-v0`: the gymnasium env over a real CARLA 0.9.16 server.
 
-Same observation, action and `info` keys as the embedded `DriveEnv`, so the policy, the
-evaluation and the recorder run unchanged on CARLA. The `carla` package is imported only
-when an env connects (importing `sim` never imports it).
+Keeps the env contract of `sim.contract` (`DrivingEnv`): the same observation, action and
+`info` keys as the embedded `DriveEnv`, `dt`, `camera_info()`, `recenter()` and
+`render()`, so the policy, the evaluation and the recorder run unchanged on CARLA. The
+`carla` package is imported only when an env connects (importing `sim` never imports it).
 
 The env owns the world while it runs: synchronous mode at 0.05 s, the traffic manager in
 sync too, one tick per `step`. `close()` destroys every actor it spawned and restores the
@@ -27,7 +28,9 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from sim.carla_route import PurePursuitExpert, RoutePolyline, carla_to_ros_pose
+from sim.camera import pinhole_intrinsics
+from sim.carla_route import PurePursuitExpert, RoutePolyline, carla_to_ros_pose, ros_to_carla_pose
+from sim.contract import MAX_SPEED_OBS
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +173,7 @@ class CarlaDriveEnv(gym.Env):
         self.observation_space = spaces.Dict(
             {
                 "image": spaces.Box(0, 255, (self.height, self.width, 3), np.uint8),
-                "speed": spaces.Box(0.0, np.inf, (1,), np.float32),
+                "speed": spaces.Box(0.0, MAX_SPEED_OBS, (1,), np.float32),
             }
         )
         self.action_space = spaces.Box(
@@ -185,6 +188,7 @@ class CarlaDriveEnv(gym.Env):
         self._route: RoutePolyline | None = None
         self._expert: PurePursuitExpert | None = None
         self._last_rgb: np.ndarray | None = None
+        self._last_action = np.zeros(3, np.float32)
         self._seg_hint = 0
         self._steps = 0
         self._seed: int | None = None
@@ -342,6 +346,7 @@ class CarlaDriveEnv(gym.Env):
             self._spawn(self._session)
             self._build_route(self._session)
             self._steps, self._seg_hint = 0, 0
+            self._last_action = np.zeros(3, np.float32)
             self._session.world.tick()  # settle the spawn; its frame is discarded
             frame = self._session.world.tick()
             rgb = self._camera_frame(frame)
@@ -361,26 +366,7 @@ class CarlaDriveEnv(gym.Env):
                 "(a NaN usually means the policy diverged)"
             )
         a = np.clip(a, self.action_space.low, self.action_space.high)
-        carla = self._session.carla
-        try:
-            self._vehicle.apply_control(
-                carla.VehicleControl(
-                    throttle=float(a[1]),
-                    steer=float(a[0]),
-                    brake=float(a[2]),
-                    hand_brake=False,
-                    reverse=False,
-                    manual_gear_shift=False,
-                    gear=0,
-                )
-            )
-            frame = self._session.world.tick()
-            rgb = self._camera_frame(frame)
-            self._steps += 1
-            obs, info = self._observe(rgb)
-        except BaseException:
-            self._shutdown()
-            raise
+        obs, info = self._tick(a)
         collided = bool(self._collisions)
         route_done = info["route_completion"] >= 1.0 - 1e-6
         terminated = collided or info["off_road"] or route_done
@@ -398,16 +384,13 @@ class CarlaDriveEnv(gym.Env):
         """
         if self._session is None or self._vehicle is None:
             raise RuntimeError("CarlaDriveEnv.advance() before reset(): call reset() first")
-        try:
-            rgb = self._camera_frame(self._session.world.tick())
-            self._steps += 1
-            return self._observe(rgb)
-        except BaseException:
-            self._shutdown()
-            raise
+        return self._tick(None)
 
-    def render(self):
-        return None if self._last_rgb is None else self._last_rgb.copy()
+    def render(self) -> np.ndarray | None:
+        """The last camera frame (RGB, a copy) with render_mode "rgb_array"; else None."""
+        if self.render_mode != "rgb_array" or self._last_rgb is None:
+            return None
+        return self._last_rgb.copy()
 
     def close(self):
         self._shutdown()
@@ -416,30 +399,59 @@ class CarlaDriveEnv(gym.Env):
     # ---- helpers the evaluation and recording use --------------------------------------
 
     def camera_info(self) -> dict:
-        """Pinhole intrinsics of the camera (CARLA cameras have no distortion)."""
-        fx = self.width / (2.0 * math.tan(math.radians(self.fov_deg) / 2.0))
-        return {
-            "width": self.width,
-            "height": self.height,
-            "fx": fx,
-            "fy": fx,
-            "cx": self.width / 2.0,
-            "cy": self.height / 2.0,
-        }
+        """Pinhole intrinsics of the camera: width, height, fx, fy, cx, cy (no distortion)."""
+        return pinhole_intrinsics(self.width, self.height, self.fov_deg)
 
-    def recenter(self) -> None:
-        """Put the car on the centre line at its current progress, heading along the route."""
-        if self._session is None or self._route is None:
-            raise RuntimeError("CarlaDriveEnv.recenter() before reset()")
+    def recenter(self) -> tuple[dict, dict]:
+        """Put the car on the centre line at its current progress, heading along the route.
+
+        Returns the new (observation, info), as after a step. CARLA moves an actor at the
+        next tick, so this ticks the world once, with the wheels straight and the last
+        throttle and brake; that tick counts in `sim_time_s` like a step.
+        """
+        if self._session is None or self._route is None or self._vehicle is None:
+            raise RuntimeError("CarlaDriveEnv.recenter() before reset(): call reset() first")
         carla = self._session.carla
-        s, *_ = self._route.locate(*self._pose(), hint_index=self._seg_hint)
-        x, y, yaw = self._route.point_at(s)
-        z = self._vehicle.get_transform().location.z
-        self._vehicle.set_transform(
-            carla.Transform(carla.Location(x=x, y=-y, z=z), carla.Rotation(yaw=-math.degrees(yaw)))
-        )
+        try:
+            s, *_ = self._route.locate(*self._pose(), hint_index=self._seg_hint)
+            x, y, yaw_deg = ros_to_carla_pose(*self._route.point_at(s))
+            z = self._vehicle.get_transform().location.z
+            self._vehicle.set_transform(
+                carla.Transform(carla.Location(x=x, y=y, z=z), carla.Rotation(yaw=yaw_deg))
+            )
+        except BaseException:
+            self._shutdown()
+            raise
+        return self._tick(np.array([0.0, *self._last_action[1:]], np.float32))
 
     # ---- internals --------------------------------------------------------------------
+
+    def _tick(self, action: np.ndarray | None) -> tuple[dict, dict]:
+        """Apply `action` (None: no control), tick once, return (obs, info) of that tick.
+
+        Any error (or Ctrl-C) on the way gives the world back before it propagates.
+        """
+        session = self._session
+        try:
+            if action is not None:
+                self._vehicle.apply_control(
+                    session.carla.VehicleControl(
+                        throttle=float(action[1]),
+                        steer=float(action[0]),
+                        brake=float(action[2]),
+                        hand_brake=False,
+                        reverse=False,
+                        manual_gear_shift=False,
+                        gear=0,
+                    )
+                )
+                self._last_action = np.asarray(action, np.float32)
+            rgb = self._camera_frame(session.world.tick())
+            self._steps += 1
+            return self._observe(rgb)
+        except BaseException:
+            self._shutdown()
+            raise
 
     def _camera_frame(self, frame: int) -> np.ndarray:
         """RGB of the camera image taken at `frame`; older frames are dropped."""
@@ -472,7 +484,7 @@ class CarlaDriveEnv(gym.Env):
         on_lane = self._session.world.get_map().get_waypoint(
             loc, project_to_road=False, lane_type=carla.LaneType.Driving
         )
-        obs = {"image": rgb, "speed": np.array([speed], dtype=np.float32)}
+        obs = {"image": rgb, "speed": np.array([min(speed, MAX_SPEED_OBS)], dtype=np.float32)}
         info = {
             "lateral_error_m": lateral,
             "heading_error_rad": heading,

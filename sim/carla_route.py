@@ -12,10 +12,17 @@ import math
 
 import numpy as np
 
+from sim.polyline import Polyline, search_window, to_frame
+
 
 def carla_to_ros_pose(x: float, y: float, yaw_deg: float) -> tuple[float, float, float]:
     """A CARLA location/yaw (left-handed, degrees) as (x, y, yaw_rad) in the ROS frame."""
     return float(x), -float(y), math.radians(-float(yaw_deg))
+
+
+def ros_to_carla_pose(x: float, y: float, yaw_rad: float) -> tuple[float, float, float]:
+    """The inverse of `carla_to_ros_pose`: a ROS (x, y, yaw_rad) as CARLA (x, y, yaw_deg)."""
+    return float(x), -float(y), -math.degrees(float(yaw_rad))
 
 
 def wrap_angle(a: np.ndarray | float) -> np.ndarray | float:
@@ -23,7 +30,7 @@ def wrap_angle(a: np.ndarray | float) -> np.ndarray | float:
     return (np.asarray(a) + np.pi) % (2.0 * np.pi) - np.pi
 
 
-class RoutePolyline:
+class RoutePolyline(Polyline):
     """A route's centre line: points in the ROS frame, arc length, projection.
 
     Args:
@@ -36,17 +43,13 @@ class RoutePolyline:
         if pts.ndim != 2 or pts.shape[1] != 2 or len(pts) < 2:
             raise ValueError(f"RoutePolyline: points_xy must be [N>=2, 2], got {pts.shape}")
         seg = np.diff(pts, axis=0)
-        seg_len = np.hypot(seg[:, 0], seg[:, 1])
-        keep = np.concatenate([[True], seg_len > 1e-6])  # drop repeated points
+        keep = np.concatenate([[True], np.hypot(seg[:, 0], seg[:, 1]) > 1e-6])  # no repeats
         pts = pts[keep]
         if len(pts) < 2:
             raise ValueError("RoutePolyline: the route has fewer than 2 distinct points")
-        self.points = pts
+        super().__init__(pts[:, 0], pts[:, 1])
         seg = np.diff(pts, axis=0)
-        self.seg_len = np.hypot(seg[:, 0], seg[:, 1])
-        self.seg_dir = seg / self.seg_len[:, None]
         self.seg_yaw = np.arctan2(seg[:, 1], seg[:, 0])
-        self.s = np.concatenate([[0.0], np.cumsum(self.seg_len)])
         widths = np.broadcast_to(np.asarray(lane_width_m, dtype=np.float64), (len(keep),))
         self.lane_width = np.asarray(widths)[keep]
 
@@ -64,26 +67,15 @@ class RoutePolyline:
             point, signed distance (+ = left), yaw minus the route's yaw (wrapped), and the
             segment index to pass back as `hint_index` next step (searches stay local).
         """
-        n = len(self.seg_len)
-        lo, hi = (
-            (0, n) if hint_index is None else (max(0, hint_index - 5), min(n, hint_index + window))
-        )
-        start = self.points[lo:hi]
-        d = self.seg_dir[lo:hi]
-        rel = np.array([x, y]) - start
-        t = np.clip(np.einsum("ij,ij->i", rel, d), 0.0, self.seg_len[lo:hi])
-        off = rel - d * t[:, None]
-        dist2 = np.einsum("ij,ij->i", off, off)
-        k = int(np.argmin(dist2))
-        i = lo + k
-        lateral = float(d[k, 0] * off[k, 1] - d[k, 1] * off[k, 0])
+        lo, hi = search_window(hint_index, len(self.seg_len), 5, window)
+        i, t, lateral = self.nearest_on_segments(x, y, lo, hi)
         heading = float(wrap_angle(yaw - self.seg_yaw[i]))
-        return float(self.s[i] + t[k]), lateral, heading, i
+        return float(self.s[i] + t), lateral, heading, i
 
     def point_at(self, s: float) -> tuple[float, float, float]:
         """(x, y, yaw) on the centre line at arc length `s` (clamped to the route)."""
         s = float(np.clip(s, 0.0, self.length_m))
-        i = int(np.clip(np.searchsorted(self.s, s, side="right") - 1, 0, len(self.seg_len) - 1))
+        i = min(self.index(s), len(self.seg_len) - 1)
         p = self.points[i] + self.seg_dir[i] * (s - self.s[i])
         return float(p[0]), float(p[1]), float(self.seg_yaw[i])
 
@@ -117,8 +109,7 @@ class PurePursuitExpert:
         lookahead = self.lookahead_min_m + self.lookahead_gain_s * max(speed_mps, 0.0)
         tx, ty, _ = self.route.point_at(s + lookahead)
         dx, dy = tx - x, ty - y
-        c, sn = math.cos(yaw), math.sin(yaw)
-        local_x, local_y = c * dx + sn * dy, -sn * dx + c * dy
+        local_x, local_y = to_frame(dx, dy, math.cos(yaw), math.sin(yaw))
         dist = max(math.hypot(local_x, local_y), 1e-3)
         alpha = math.atan2(local_y, local_x)
         wheel = math.atan2(2.0 * self.wheelbase_m * math.sin(alpha), dist)

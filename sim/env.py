@@ -16,13 +16,12 @@ import numpy as np
 from gymnasium import spaces
 
 from sim.camera import IpmCamera
+from sim.contract import MAX_SPEED_OBS
 from sim.expert import ExpertDriver
 from sim.render import CameraMaps, RoadRenderer
 from sim.road import LaneRoad, check_seed
 from sim.seeds import EVAL_SEED_START
 from sim.vehicle import BicycleModel, VehicleState
-
-MAX_SPEED_OBS = 60.0
 
 
 class DriveEnv(gym.Env):
@@ -41,7 +40,8 @@ class DriveEnv(gym.Env):
 
     Actions are [steer, throttle, brake] with CARLA's meaning; values out of range are
     clipped, NaN raises ValueError. The episode terminates when the car's centre leaves
-    the paved road (beyond an edge line) or the route is done.
+    the paved road (beyond an edge line) or the route is done. Keeps the env contract of
+    `sim.contract` (`DrivingEnv`): `dt`, `camera_info()`, `recenter()`, `INFO_KEYS`.
     """
 
     metadata: ClassVar[dict] = {"render_modes": ["rgb_array"], "render_fps": 20}
@@ -135,8 +135,7 @@ class DriveEnv(gym.Env):
         self._located = self.road.locate(st.x, st.y, self._located[0])
         s, lateral, _ = self._located
         progress = min(max(s, 0.0), self.route_length_m)
-        w = self.road.lane_width
-        off_road = lateral < -0.5 * w - 0.35 or lateral > 1.5 * w + 0.35
+        off_road = self.road.off_road(lateral)
         done = progress >= self.route_length_m
         reward = (progress - self._progress) - 0.05 * abs(lateral) - (10.0 if off_road else 0.0)
         self._progress = progress
@@ -177,10 +176,7 @@ class DriveEnv(gym.Env):
             "heading_error_rad": float(math.remainder(st.yaw - heading, math.tau)),
             "progress_m": float(self._progress),
             "route_completion": float(self._progress / self.route_length_m),
-            "off_road": bool(
-                lateral < -0.5 * self.road.lane_width - 0.35
-                or lateral > 1.5 * self.road.lane_width + 0.35
-            ),
+            "off_road": self.road.off_road(lateral),
             "expert_action": self.expert.act(st, self._located),
             "sim_time_s": self._steps * self.dt,
             "speed_mps": float(st.speed),

@@ -171,7 +171,7 @@ class RoadRenderer:
         road, st = self.road, self.style
         w = road.lane_width
         edge_r, edge_l = -0.5 * w, 1.5 * w
-        paved_r, paved_l = edge_r - 0.35, edge_l + 0.35
+        paved_r, paved_l = road.paved_edges()
         offsets = [
             paved_r,
             paved_l,

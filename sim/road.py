@@ -13,10 +13,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sim.polyline import Polyline, search_window, to_frame
+
 MIN_RADIUS_M = 25.0
 SAMPLE_SPACING_M = 0.5
 LEAD_IN_M = 30.0  # straight road behind the start, so the first frames show road
 LEAD_OUT_M = 150.0  # road beyond the route's end, so the camera never sees it stop
+PAVED_BEYOND_EDGE_M = 0.35  # asphalt outside each edge line
 
 
 def check_seed(seed: object, what: str = "seed") -> int:
@@ -69,7 +72,7 @@ def _random_segments(rng: np.random.Generator, total_m: float) -> list[CurveSegm
     return segs
 
 
-class LaneRoad:
+class LaneRoad(Polyline):
     """A road's lane centre line, sampled every `ds` metres, with markings metadata.
 
     Attributes: `s` (arc length, m; the route starts at s=0 and runs to `length_m`),
@@ -81,21 +84,19 @@ class LaneRoad:
     ) -> None:
         if not 2.5 <= lane_width <= 5.0:
             raise ValueError(f"lane_width must be within 2.5..5 m, got {lane_width}")
-        self.ds = float(ds)
         self.curvature = np.asarray(curvature, dtype=np.float64)
         n = self.curvature.size
-        self.s = np.arange(n, dtype=np.float64) * ds - LEAD_IN_M
+        s = np.arange(n, dtype=np.float64) * ds - LEAD_IN_M
         head = np.concatenate(([0.0], np.cumsum(self.curvature[:-1]) * ds))
         mid = head + 0.5 * self.curvature * ds  # midpoint rule keeps the curve's shape
         x = np.concatenate(([0.0], np.cumsum(np.cos(mid[:-1])) * ds))
         y = np.concatenate(([0.0], np.cumsum(np.sin(mid[:-1])) * ds))
         i0 = round(LEAD_IN_M / ds)
-        self.x, self.y, self.heading = x - x[i0], y - y[i0], head
+        super().__init__(x - x[i0], y - y[i0], s, ds)
+        self.heading = head
         self.lane_width = float(lane_width)
         self.length_m = float(length_m)
         self.seed = seed
-        # Plain floats are much faster than numpy scalars in the per-step lookups.
-        self._xl, self._yl = self.x.tolist(), self.y.tolist()
         self._hl, self._kl = self.heading.tolist(), self.curvature.tolist()
         self._abs_k = np.abs(self.curvature)
 
@@ -131,11 +132,6 @@ class LaneRoad:
         segs = _random_segments(rng, LEAD_IN_M + length_m + LEAD_OUT_M)
         return cls.from_segments(segs, float(length_m), lane_width, seed)
 
-    def index(self, s: float) -> int:
-        """The sample index at or before arc length `s` (clamped to the road)."""
-        i = int((s - self.s[0]) / self.ds)
-        return min(max(i, 0), self.s.size - 1)
-
     def locate(self, x: float, y: float, hint_s: float | None = None) -> tuple[float, float, float]:
         """Project a point onto the centre line.
 
@@ -148,18 +144,10 @@ class LaneRoad:
             (s, lateral_m, heading_rad): arc length, signed offset (+ = left) and the
             centre line's heading at s.
         """
-        if hint_s is None:
-            a, b = 0, self.s.size
-        else:
-            i = self.index(hint_s)
-            a, b = max(i - 40, 0), min(i + 80, self.s.size)
-        dx, dy = self.x[a:b] - x, self.y[a:b] - y
-        k = a + int(np.argmin(dx * dx + dy * dy))
+        hint = None if hint_s is None else self.index(hint_s)
+        k = self.nearest_vertex(x, y, *search_window(hint, self.s.size, 40, 80))
         h = self._hl[k]
-        c, sn = math.cos(h), math.sin(h)
-        px, py = x - self._xl[k], y - self._yl[k]
-        along = px * c + py * sn
-        lateral = c * py - sn * px
+        along, lateral = to_frame(x - self._xl[k], y - self._yl[k], math.cos(h), math.sin(h))
         return self.s[k] + along, lateral, h + self._kl[k] * along
 
     def pose_at(self, s: float) -> tuple[float, float, float]:
@@ -172,6 +160,16 @@ class LaneRoad:
             self._yl[k] + along * math.sin(h),
             h + self._kl[k] * along,
         )
+
+    def paved_edges(self) -> tuple[float, float]:
+        """Lateral offsets (m, + = left) of the paved road's right and left borders."""
+        w = self.lane_width
+        return -0.5 * w - PAVED_BEYOND_EDGE_M, 1.5 * w + PAVED_BEYOND_EDGE_M
+
+    def off_road(self, lateral: float) -> bool:
+        """Whether a car centre `lateral` m from the centre line is off the paved road."""
+        right, left = self.paved_edges()
+        return bool(lateral < right or lateral > left)
 
     def curvature_at(self, s: float) -> float:
         """Curvature (1/m, + = left) at arc length `s`."""

@@ -8,6 +8,10 @@ that delivers BGRA frames per tick, collision/lane-invasion sensors, world setti
 traffic manager and batch destroy. Every call that matters is appended to
 `module.server.log` so tests can assert what the backend asked the "server" to do.
 
+Its motion follows CARLA's documented frame (x forward, y right, yaw in degrees, + yaw
+and + steer turn right); tests/test_carla_backend.py checks the stand-in against those
+documented numbers (`CARLA_CONVENTION`), so it is not merely trusted to agree.
+
 Frame pattern of the fake camera (BGRA): B = column % 256, G = row % 256,
 R = frame % 256, A = 255; so the RGB observation must read R = frame, G = row, B = column.
 """

@@ -1,10 +1,16 @@
 """CarlaDrive-v0 against a STAND-IN for the `carla` module (tests/carla_standin.py), plus
-the real `carla` client with no server, and the CARLA parameter files and docs."""
+the real `carla` client with no server, and the CARLA parameter files and docs.
+
+The sign conventions are contract tests: the backend and the stand-in are each checked
+against CARLA's documented conventions (`CARLA_CONVENTION`), never against each other.
+"""
 
 from __future__ import annotations
 
 import ast
+import importlib
 import math
+import re
 import socket
 import subprocess
 import sys
@@ -16,7 +22,14 @@ import pytest
 import yaml
 
 from sim.carla_backend import CarlaConnectionError, CarlaDriveEnv, CarlaSensorTimeoutError
-from sim.carla_route import PurePursuitExpert, RoutePolyline, carla_to_ros_pose
+from sim.carla_route import (
+    PurePursuitExpert,
+    RoutePolyline,
+    carla_to_ros_pose,
+    ros_to_carla_pose,
+    wrap_angle,
+)
+from sim.contract import INFO_KEYS
 from steering_agent.interfaces import topics
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -24,6 +37,38 @@ from carla_standin import make_carla_standin
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = {"width": 32, "height": 24, "route_length_m": 60.0}
+
+# CARLA's conventions as CARLA documents them (data, not code under test):
+# - CARLA docs, "Coordinates and transformations" (carla.readthedocs.io/en/latest/
+#   coordinates/): Unreal Engine's left-handed frame; facing +X from the origin, X is
+#   forward, Y right, Z up; metres and degrees.
+# - CARLA docs, "Python API reference": carla.Rotation.yaw is the rotation about Z in
+#   degrees; in that left-handed frame +yaw turns +X towards +Y: to the right, clockwise
+#   seen from above. carla.VehicleControl.steer is a scalar in [-1.0, 1.0]; + steers
+#   right (PythonAPI/examples/manual_control.py: the right/D key raises it, left/A lowers it).
+# - ROS REP 103 ("Standard Units of Measure and Coordinate Conventions"): right-handed,
+#   x forward, y left, z up, radians counter-clockwise. So y and yaw change sign.
+CARLA_CONVENTION = {
+    "steer_range": (-1.0, 1.0),
+    "steer_sign_of_right": +1.0,
+    # CARLA location/yaw (x, y, yaw_deg) -> ROS (x, y, yaw_rad)
+    "poses": [
+        ((10.0, 0.0, 0.0), (10.0, 0.0, 0.0)),  # ahead, facing forward
+        ((0.0, 1.0, 0.0), (0.0, -1.0, 0.0)),  # 1 m to the right
+        ((5.0, -1.5, 0.0), (5.0, 1.5, 0.0)),  # 1.5 m to the left
+        ((20.0, 0.0, 90.0), (20.0, 0.0, -math.pi / 2)),  # facing right
+        ((20.0, 0.0, -90.0), (20.0, 0.0, math.pi / 2)),  # facing left
+        ((3.0, 0.5, 30.0), (3.0, -0.5, -math.pi / 6)),  # right of the axis, turned right
+        ((7.0, -0.25, -45.0), (7.0, 0.25, math.pi / 4)),
+        ((12.0, 0.0, 180.0), (12.0, 0.0, -math.pi)),  # facing back (+-pi alike)
+    ],
+    # CARLA yaw_deg -> unit forward vector (x, y) in CARLA's frame
+    "forward": [(0.0, (1.0, 0.0)), (90.0, (0.0, 1.0)), (-90.0, (0.0, -1.0)), (180.0, (-1.0, 0.0))],
+}
+
+
+def same_angle(a: float, b: float, tol: float = 1e-6) -> bool:
+    return abs(float(wrap_angle(a - b))) < tol
 
 
 @pytest.fixture
@@ -77,16 +122,19 @@ def test_standin_one_tick_per_step(standin):
     env.close()
 
 
-def test_standin_control_mapping_and_clipping(standin):
+def test_contract_control_reaches_carla_unchanged_and_in_documented_range(standin):
+    lo, hi = CARLA_CONVENTION["steer_range"]
     env = make_env(standin)
     env.reset(seed=0)
     env.step(np.array([0.3, 0.6, 0.1], np.float32))
     c = calls(standin, "apply_control")[-1][1]
-    assert (c.steer, c.throttle, c.brake) == pytest.approx((0.3, 0.6, 0.1))
+    assert (c.steer, c.throttle, c.brake) == pytest.approx((0.3, 0.6, 0.1))  # same sign
     assert (c.hand_brake, c.reverse, c.manual_gear_shift) == (False, False, False)
     env.step([2.0, -1.0, 5.0])
     c = calls(standin, "apply_control")[-1][1]
-    assert (c.steer, c.throttle, c.brake) == (1.0, 0.0, 1.0)
+    assert (c.steer, c.throttle, c.brake) == (hi, 0.0, 1.0)
+    env.step([-3.0, 0.0, 0.0])
+    assert calls(standin, "apply_control")[-1][1].steer == lo
     n = len(calls(standin, "apply_control"))
     with pytest.raises(ValueError, match="action"):
         env.step([float("nan"), 0.5, 0.0])
@@ -100,7 +148,7 @@ def test_standin_control_mapping_and_clipping(standin):
 def test_standin_bgra_frame_becomes_rgb_of_that_tick(stale):
     standin = make_carla_standin()
     standin.server.stale_camera_frames = stale  # older frames queued first: must be skipped
-    env = make_env(standin)
+    env = make_env(standin, render_mode="rgb_array")
     obs, _ = env.reset(seed=0)
     obs, *_ = env.step([0.0, 0.5, 0.0])
     img = obs["image"]
@@ -110,8 +158,18 @@ def test_standin_bgra_frame_becomes_rgb_of_that_tick(stale):
     assert np.array_equal(img[:, 0, 1], np.arange(24))  # G = row
     assert np.array_equal(img[0, :, 2], np.arange(32))  # B = column
     assert obs["speed"].shape == (1,) and obs["speed"].dtype == np.float32
-    assert np.array_equal(env.render(), img)
+    assert np.array_equal(env.render(), img) and env.render() is not env.render()
     env.close()
+
+
+def test_standin_render_follows_render_mode(standin):
+    env = make_env(standin)  # render_mode None: gymnasium's render() returns None
+    env.reset(seed=0)
+    env.step([0.0, 0.5, 0.0])
+    assert env.render() is None
+    env.close()
+    with pytest.raises(ValueError, match="render_mode"):
+        make_env(standin, render_mode="human")
 
 
 def test_standin_camera_like_ros_bridge_rgb_front(standin):
@@ -207,22 +265,119 @@ def test_standin_finalizer_cleans_up_without_close(standin):
     assert standin.server.settings.synchronous_mode is False
 
 
-def test_standin_lateral_sign_expert_and_recenter(standin):
+@pytest.mark.parametrize("carla_pose, ros_pose", CARLA_CONVENTION["poses"])
+def test_contract_carla_to_ros_pose_matches_documented_frames(carla_pose, ros_pose):
+    x, y, yaw = carla_to_ros_pose(*carla_pose)
+    assert (x, y) == pytest.approx(ros_pose[:2]) and same_angle(yaw, ros_pose[2])
+    back = ros_to_carla_pose(*ros_pose)
+    assert back[:2] == pytest.approx(carla_pose[:2])
+    assert same_angle(math.radians(back[2]), math.radians(carla_pose[2]))
+
+
+@pytest.mark.parametrize("yaw_deg, forward", CARLA_CONVENTION["forward"])
+def test_contract_standin_moves_along_documented_forward_vector(standin, yaw_deg, forward):
+    """The stand-in itself obeys CARLA's documented frame (checked here, not assumed)."""
     env = make_env(standin)
-    _, info = env.reset(seed=0)
-    for _ in range(15):  # CARLA steer + = right: the car ends right of the centre line
-        _, _, terminated, _, info = env.step([0.4, 0.8, 0.0])
+    env.reset(seed=0)
+    car = env.unwrapped._vehicle
+    car.set_transform(
+        standin.Transform(standin.Location(50.0, 0.0, 0.5), standin.Rotation(yaw=yaw_deg))
+    )
+    car.speed = 2.0
+    env.advance()
+    loc = car.get_transform().location
+    moved = np.array([loc.x - 50.0, loc.y])
+    assert moved / np.linalg.norm(moved) == pytest.approx(forward, abs=1e-9)
+    env.close()
+
+
+def test_contract_standin_steers_by_documented_sign(standin):
+    """+ steer turns right: CARLA yaw grows (clockwise from above) and the car goes to +y."""
+    env = make_env(standin)
+    env.reset(seed=0)
+    for _ in range(15):
+        env.step([0.4 * CARLA_CONVENTION["steer_sign_of_right"], 0.8, 0.0])
+    tf = env.unwrapped._vehicle.get_transform()
+    assert tf.rotation.yaw > 1.0 and tf.location.y > 0.05
+    env.close()
+
+
+@pytest.mark.parametrize("carla_pose, ros_pose", CARLA_CONVENTION["poses"])
+def test_contract_backend_reads_documented_frames(standin, carla_pose, ros_pose):
+    """A car put at a documented CARLA pose beside a route along +x reads as the ROS pose."""
+    env = make_env(standin)
+    env.reset(seed=0)
+    x, y, yaw = carla_pose
+    env.unwrapped._vehicle.set_transform(
+        standin.Transform(standin.Location(x, y, 0.5), standin.Rotation(yaw=yaw))
+    )
+    _, info = env.advance()  # no control, the car stands still
+    px, py, pyaw = info["pose"]
+    assert (px, py) == pytest.approx(ros_pose[:2]) and same_angle(pyaw, ros_pose[2])
+    assert info["lateral_error_m"] == pytest.approx(ros_pose[1])  # + = left of the route
+    assert same_angle(info["heading_error_rad"], ros_pose[2])
+    env.close()
+
+
+def test_contract_expert_steers_by_documented_sign(standin):
+    right = CARLA_CONVENTION["steer_sign_of_right"]
+    env = make_env(standin)
+    env.reset(seed=0)
+    car = env.unwrapped._vehicle
+    for carla_y, back in ((1.0, -right), (-1.0, right)):  # right of the route: steer left
+        car.set_transform(standin.Transform(standin.Location(10.0, carla_y, 0.5)))
+        _, info = env.advance()
+        assert np.sign(info["expert_action"][0]) == back
+    env.close()
+    theta = np.linspace(0, math.pi / 2, 200)  # a bend to the left in the ROS frame
+    route = RoutePolyline(np.stack([20 * np.sin(theta), 20 - 20 * np.cos(theta)], 1))
+    act = PurePursuitExpert(route).act(0.0, 0.0, 0.0, speed_mps=5.0, s=0.0)
+    assert np.sign(act[0]) == -right
+
+
+def test_contract_steer_right_ends_right_of_centre_and_recenter_returns_pose(standin):
+    """With the stand-in and the backend each pinned to the documented frame above, the
+    whole chain: + steer ends right of the centre line (lateral < 0, heading < 0)."""
+    env = make_env(standin)
+    env.reset(seed=0)
+    for _ in range(15):
+        _, _, terminated, _, info = env.step(
+            [0.4 * CARLA_CONVENTION["steer_sign_of_right"], 0.8, 0.0]
+        )
     assert not terminated
-    assert info["lateral_error_m"] < -0.05
-    assert info["heading_error_rad"] < 0.0
-    assert info["expert_action"][0] < 0.0  # the expert steers back left
+    assert info["lateral_error_m"] < -0.05 and info["heading_error_rad"] < 0.0
     assert info["progress_m"] > 0.5 and 0 < info["route_completion"] < 1
-    _, y, _ = info["pose"]
-    assert y == pytest.approx(info["lateral_error_m"], abs=1e-6)  # straight road along x
-    env.unwrapped.recenter()
+    before = info["sim_time_s"]
+    out = env.unwrapped.recenter()
+    assert isinstance(out, tuple) and len(out) == 2
+    obs, info = out
+    assert env.observation_space.contains(obs)
+    tf = calls(standin, "set_transform")[-1][1]  # documented frame: on the x axis, yaw 0
+    assert tf.location.y == pytest.approx(0.0, abs=1e-9)
+    assert tf.rotation.yaw == pytest.approx(0.0, abs=1e-9)
+    assert abs(info["lateral_error_m"]) < 0.05 and abs(info["heading_error_rad"]) < 0.05
+    assert info["sim_time_s"] == pytest.approx(before + env.unwrapped.dt)  # one tick
+    assert calls(standin, "apply_control")[-1][1].steer == 0.0  # wheels straight
     _, _, _, _, info = env.step([0.0, 0.0, 0.0])
     assert abs(info["lateral_error_m"]) < 0.05
     env.close()
+
+
+def test_gymnasium_check_env_on_carla_env_with_standin(monkeypatch):
+    """gymnasium's own checker, on CarlaDrive-v0 over the STAND-IN (not a CARLA server)."""
+    import gymnasium
+    from gymnasium.utils.env_checker import check_env
+
+    import sim  # noqa: F401
+
+    standin = make_carla_standin()
+    monkeypatch.setitem(sys.modules, "carla", standin)
+    for render_mode in (None, "rgb_array"):
+        env = gymnasium.make("SteeringAgent/CarlaDrive-v0", render_mode=render_mode, **SMALL)
+        check_env(env.unwrapped)
+        env.close()
+    assert standin.server.alive_actor_ids() == []
+    assert not standin.server.settings.synchronous_mode
 
 
 def test_standin_expert_drives_route_to_the_end(standin):
@@ -289,9 +444,7 @@ def test_gymnasium_make_uses_sys_modules_standin(monkeypatch):
     env = gymnasium.make("SteeringAgent/CarlaDrive-v0", **SMALL)
     obs, info = env.reset(seed=5)
     assert env.observation_space.contains(obs)
-    keys = {"lateral_error_m", "heading_error_rad", "progress_m", "route_completion"}
-    keys |= {"off_road", "expert_action", "sim_time_s", "speed_mps", "seed", "pose"}
-    assert keys <= set(info) and info["seed"] == 5
+    assert set(INFO_KEYS) <= set(info) and info["seed"] == 5
     obs, *_ = env.step(env.action_space.sample())
     assert env.observation_space.contains(obs)
     env.close()
@@ -319,7 +472,6 @@ def test_real_carla_client_without_server_fails_fast_and_clearly():
 
 
 def test_route_geometry_and_pure_pursuit():
-    assert carla_to_ros_pose(1.0, 2.0, 90.0) == pytest.approx((1.0, -2.0, -math.pi / 2))
     theta = np.linspace(0, math.pi / 2, 200)  # quarter circle, radius 20, turning left
     route = RoutePolyline(np.stack([20 * np.sin(theta), 20 - 20 * np.cos(theta)], 1))
     assert route.length_m == pytest.approx(20 * math.pi / 2, rel=1e-3)
@@ -328,8 +480,7 @@ def test_route_geometry_and_pure_pursuit():
     assert heading == pytest.approx(0.0, abs=0.02)
     expert = PurePursuitExpert(route, target_speed_mps=8.0)
     act = expert.act(0.0, 0.0, 0.0, speed_mps=5.0, s=0.0)
-    assert act.dtype == np.float32 and act[0] < 0.0  # left bend: CARLA steer < 0
-    assert act[1] > 0.0 and act[2] == 0.0
+    assert act.dtype == np.float32 and act[1] > 0.0 and act[2] == 0.0
     with pytest.raises(ValueError, match="points_xy"):
         RoutePolyline(np.zeros((1, 2)))
 
@@ -337,39 +488,117 @@ def test_route_geometry_and_pure_pursuit():
 # ---- parameter files and docs --------------------------------------------------------
 
 
-def node_parameter_names() -> set[str]:
-    """Keys of steering_agent/ros/agent_node.py's PARAMETERS (parsed, so no rclpy is needed)."""
-    tree = ast.parse((REPO / "steering_agent" / "ros" / "agent_node.py").read_text())
-    for node in ast.walk(tree):
+AGENT_NODE = "steering_agent.ros.agent_node"
+UNKNOWN = object()  # a default the source does not spell as a literal or `topics.X`
+
+
+def node_parameters() -> dict[str, tuple[object, list[str]]]:
+    """The agent node's declared parameters: name -> (default, allowed values or []).
+
+    Imports the node's module where rclpy imports (the real declarations); elsewhere reads
+    its PARAMETERS dict from the source (defaults that are literals or `topics.X`).
+    """
+    try:
+        import rclpy  # noqa: F401
+    except ImportError:
+        return _parsed_node_parameters()
+    declared = importlib.import_module(AGENT_NODE).PARAMETERS
+    choices_of = getattr(importlib.import_module("steering_agent.ros.params"), "choices_of", None)
+    return {
+        name: (default, choices_of(descriptor) if choices_of else [])
+        for name, (default, descriptor) in declared.items()
+    }
+
+
+def _parsed_node_parameters() -> dict[str, tuple[object, list[str]]]:
+    path = REPO / Path(*AGENT_NODE.split(".")).with_suffix(".py")
+    for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Assign) and any(
             isinstance(t, ast.Name) and t.id == "PARAMETERS" for t in node.targets
         ):
-            return {k.value for k in node.value.keys}
-    raise AssertionError("steering_agent/ros/agent_node.py has no PARAMETERS dict")
+            out = {}
+            for key, value in zip(node.value.keys, node.value.values, strict=True):
+                default = value.elts[0] if isinstance(value, ast.Tuple) else None
+                if isinstance(default, ast.Constant):
+                    out[key.value] = (default.value, [])
+                elif (
+                    isinstance(default, ast.Attribute)
+                    and getattr(default.value, "id", "") == "topics"
+                ):
+                    out[key.value] = (getattr(topics, default.attr), [])
+                else:
+                    out[key.value] = (UNKNOWN, [])
+            return out
+    raise AssertionError(f"{path} has no PARAMETERS dict")
 
 
-@pytest.mark.parametrize("name", ["carla_ros_bridge.yaml", "carla_native_ros2.yaml"])
-def test_param_file_keys_are_node_parameters(name):
-    params = yaml.safe_load((REPO / "config" / name).read_text())["agent"]["ros__parameters"]
-    assert set(params) <= node_parameter_names()
+def agent_params(name: str) -> dict:
+    return yaml.safe_load((REPO / "config" / name).read_text())["agent"]["ros__parameters"]
+
+
+CARLA_PARAM_FILES = ["carla_ros_bridge.yaml", "carla_native_ros2.yaml"]
+TOPIC_KEYS = ("image_topic", "speed_topic", "control_topic", "twist_topic")
+
+
+@pytest.mark.parametrize("name", CARLA_PARAM_FILES)
+def test_param_file_is_accepted_by_the_node_declarations(name):
+    """Every key is a declared parameter, of the declared type, among its choices."""
+    declared = node_parameters()
+    params = agent_params(name)
+    assert set(params) <= set(declared), set(params) - set(declared)
+    for key, value in params.items():
+        default, choices = declared[key]
+        if default is not UNKNOWN:
+            ok = isinstance(value, type(default)) or (
+                isinstance(default, float)
+                and isinstance(value, int)
+                and not isinstance(value, bool)
+            )
+            assert ok, f"{name}: {key}: {value!r} is not a {type(default).__name__}"
+        assert not choices or value in choices, f"{name}: {key}={value!r} not in {choices}"
     agent_yaml = REPO / "config" / "agent.yaml"
     if agent_yaml.exists():  # same structure and keys as the shipped default file
-        base = yaml.safe_load(agent_yaml.read_text())
-        assert set(params) <= set(base["agent"]["ros__parameters"])
+        assert set(params) <= set(agent_params("agent.yaml"))
 
 
 def test_param_files_match_the_naming_schemes():
-    load = lambda n: yaml.safe_load((REPO / "config" / n).read_text())["agent"]["ros__parameters"]  # noqa: E731
-    bridge, native = load("carla_ros_bridge.yaml"), load("carla_native_ros2.yaml")
-    assert bridge["image_topic"] == topics.IMAGE and bridge["control_topic"] == topics.CONTROL
-    assert bridge["speed_topic"] == topics.SPEEDOMETER and bridge["twist_topic"] == topics.TWIST
-    assert native["image_topic"] == "/carla/hero/rgb_front/image"
-    assert native["control_topic"] == "/carla/hero/vehicle_control_cmd"
-    assert native["control_type"] == "carla"
+    # The bridge file: the node's defaults, which are the topics module's names.
+    declared = node_parameters()
+    bridge = agent_params("carla_ros_bridge.yaml")
+    expected = {
+        "image_topic": topics.IMAGE,
+        "speed_topic": topics.SPEEDOMETER,
+        "control_topic": topics.CONTROL,
+        "twist_topic": topics.TWIST,
+    }
+    assert {k: bridge[k] for k in TOPIC_KEYS} == expected
+    for key in TOPIC_KEYS:
+        assert declared[key][0] in (bridge[key], UNKNOWN), key
+    bridge_role = re.fullmatch(r"/carla/([^/]+)/[^/]+/image", topics.IMAGE).group(1)
+    assert bridge_role == topics.ROLE == CarlaDriveEnv(carla_module=object()).role_name
+
+    # The native file: CARLA's native ROS 2 names, /carla/<role>/<sensor>/..., with the
+    # role and camera name that CarlaDrive-v0 gives its actors for native ROS 2.
+    native = agent_params("carla_native_ros2.yaml")
+    m = re.fullmatch(r"/carla/(?P<role>[^/]+)/(?P<sensor>[^/]+)/image", native["image_topic"])
+    assert m, native["image_topic"]
+    role, sensor = m["role"], m["sensor"]
+    assert native["control_topic"] == f"/carla/{role}/vehicle_control_cmd"
+    assert native["speed_topic"] == f"/carla/{role}/speedometer"
+    assert native["twist_topic"] == f"/carla/{role}/twist"
+    assert native["control_type"] == "carla"  # native CARLA subscribes to no Twist
+    standin = make_carla_standin()
+    env = make_env(standin, enable_ros=True, role_name=role)
+    env.reset(seed=0)
+    ros_names = {e[1]: e[3] for e in calls(standin, "set_attribute") if e[2] == "ros_name"}
+    env.close()
+    assert ros_names == {"vehicle.audi.tt": role, "sensor.camera.rgb": sensor}
 
 
 def test_docs_match_code_and_param_files():
-    doc = (REPO / "README.md").read_text()
+    doc_path = REPO / "docs" / "carla.md"
+    assert doc_path.exists(), "the CARLA documentation lives in docs/carla.md"
+    doc = doc_path.read_text()
     for needle in (
         "config/carla_ros_bridge.yaml",
         "config/carla_native_ros2.yaml",
@@ -382,8 +611,8 @@ def test_docs_match_code_and_param_files():
         "steering_agent.data.carla_recording",
     ):
         assert needle in doc, needle
-    for name in ("carla_ros_bridge.yaml", "carla_native_ros2.yaml"):
-        params = yaml.safe_load((REPO / "config" / name).read_text())["agent"]["ros__parameters"]
+    for name in CARLA_PARAM_FILES:
+        params = agent_params(name)
         assert params["image_topic"] in doc and params["control_topic"] in doc
 
 

@@ -1,0 +1,197 @@
+"""The contract every driving env in `sim` keeps, so the policy, the evaluation, the
+recorder and the ROS sim bridge run unchanged on any of them.
+
+Kept by `SteeringAgent/Drive-v0` (`sim.env.DriveEnv`) and `SteeringAgent/CarlaDrive-v0`
+(`sim.carla_backend.CarlaDriveEnv`). Besides gymnasium's `reset`/`step`/`render`:
+
+- `dt`: simulated seconds per step (> 0).
+- `camera_info()`: the camera's pinhole intrinsics, a dict with `CAMERA_INFO_KEYS`.
+- `recenter() -> (obs, info)`: put the car back on the centre line at its progress,
+  heading along the road, and return what the policy sees next, as after a step.
+- `render()`: the current RGB frame (uint8, H x W x 3) with render_mode "rgb_array",
+  None with render_mode None.
+- every `info` from reset, step and recenter has the keys of `INFO_KEYS` (more are allowed).
+- observations: {"image": uint8 H x W x 3 RGB, "speed": float32 [1], m/s, clipped to
+  0..MAX_SPEED_OBS}; actions: float32 [steer -1..1, throttle 0..1, brake 0..1].
+
+Frames: right-handed (x forward, y left, yaw counter-clockwise, REP 103); actions are
+[steer, throttle, brake] with CARLA's meaning (steer + = right).
+"""
+
+from __future__ import annotations
+
+import math
+from numbers import Integral, Real
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+# key -> what it holds
+INFO_KEYS: dict[str, str] = {
+    "lateral_error_m": "signed distance from the lane centre line, m (+ = left)",
+    "heading_error_rad": "car yaw minus the centre line's heading, rad, wrapped to [-pi, pi]",
+    "progress_m": "arc length driven along the route, m",
+    "route_completion": "progress as a fraction of the route, 0..1",
+    "off_road": "bool: the car has left the road (the episode terminates)",
+    "expert_action": "float32 [steer, throttle, brake] of the privileged expert (the label)",
+    "speed_mps": "car speed, m/s (>= 0)",
+    "sim_time_s": "simulated seconds since reset (steps * dt)",
+    "seed": "the road/episode seed (int), or None where reset had none",
+    "pose": "(x, y, yaw) of the car, m and rad, right-handed world frame",
+}
+CAMERA_INFO_KEYS = ("width", "height", "fx", "fy", "cx", "cy")
+MAX_SPEED_OBS = 60.0  # m/s: the observation's "speed" is clipped to 0..MAX_SPEED_OBS
+RENDER_MODES = (None, "rgb_array")
+
+
+@runtime_checkable
+class DrivingEnv(Protocol):
+    """What `sim`'s driving envs offer beyond `gymnasium.Env` (see module docstring)."""
+
+    dt: float
+    render_mode: str | None
+
+    def reset(
+        self, *, seed: int | None = None, options: dict | None = None
+    ) -> tuple[dict, dict]: ...
+
+    def step(self, action: Any) -> tuple[dict, float, bool, bool, dict]: ...
+
+    def recenter(self) -> tuple[dict, dict]: ...
+
+    def camera_info(self) -> dict: ...
+
+    def render(self) -> np.ndarray | None: ...
+
+
+class ContractError(AssertionError):
+    """An env breaks the `DrivingEnv` contract; the message lists every broken rule."""
+
+
+def _real(value: object) -> bool:
+    return isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def info_problems(info: object, action_space: Any = None) -> list[str]:
+    """What is wrong with one `info` dict (empty when it keeps the contract)."""
+    if not isinstance(info, dict):
+        return [f"info is a {type(info).__name__}, not a dict"]
+    problems = [f"info lacks {key!r} ({INFO_KEYS[key]})" for key in INFO_KEYS if key not in info]
+    for key in ("lateral_error_m", "heading_error_rad", "progress_m", "speed_mps", "sim_time_s"):
+        if key in info and not _real(info[key]):
+            problems.append(f"info[{key!r}] = {info[key]!r} is not a finite number")
+    rc = info.get("route_completion")
+    if "route_completion" in info and not (_real(rc) and 0.0 <= rc <= 1.0):
+        problems.append(f"info['route_completion'] = {rc!r} is not within 0..1")
+    if _real(info.get("speed_mps")) and info["speed_mps"] < 0:
+        problems.append(f"info['speed_mps'] = {info['speed_mps']} is negative")
+    if _real(info.get("sim_time_s")) and info["sim_time_s"] < 0:
+        problems.append(f"info['sim_time_s'] = {info['sim_time_s']} is negative")
+    if _real(info.get("heading_error_rad")) and abs(info["heading_error_rad"]) > math.pi + 1e-9:
+        problems.append(f"info['heading_error_rad'] = {info['heading_error_rad']} is not wrapped")
+    if "off_road" in info and not isinstance(info["off_road"], (bool, np.bool_)):
+        problems.append(f"info['off_road'] = {info['off_road']!r} is not a bool")
+    if "expert_action" in info:
+        a = info["expert_action"]
+        if not (isinstance(a, np.ndarray) and a.dtype == np.float32 and a.shape == (3,)):
+            problems.append(f"info['expert_action'] = {a!r} is not a float32 array of shape (3,)")
+        elif action_space is not None and not action_space.contains(a):
+            problems.append(f"info['expert_action'] = {a} is outside the action space")
+    seed = info.get("seed")
+    if seed is not None and not (isinstance(seed, Integral) and not isinstance(seed, bool)):
+        problems.append(f"info['seed'] = {seed!r} is neither an int nor None")
+    pose = info.get("pose")
+    if "pose" in info and not (
+        isinstance(pose, tuple) and len(pose) == 3 and all(_real(v) for v in pose)
+    ):
+        problems.append(f"info['pose'] = {pose!r} is not a tuple of 3 finite numbers")
+    return problems
+
+
+def camera_info_problems(camera_info: object, image_shape: tuple[int, ...] | None) -> list[str]:
+    """What is wrong with a `camera_info()` dict, given the observed image's shape."""
+    if not isinstance(camera_info, dict):
+        return [f"camera_info() returned a {type(camera_info).__name__}, not a dict"]
+    problems = [f"camera_info() lacks {k!r}" for k in CAMERA_INFO_KEYS if k not in camera_info]
+    if problems:
+        return problems
+    if not all(_real(camera_info[k]) and camera_info[k] > 0 for k in CAMERA_INFO_KEYS):
+        problems.append(f"camera_info() values must be positive numbers: {camera_info}")
+    elif image_shape is not None and (camera_info["height"], camera_info["width"]) != tuple(
+        image_shape[:2]
+    ):
+        problems.append(
+            f"camera_info() is {camera_info['width']}x{camera_info['height']} but the "
+            f"observed image is {image_shape[1]}x{image_shape[0]}"
+        )
+    return problems
+
+
+def check_contract(env: Any, seed: int = 0, steps: int = 3) -> None:
+    """Drive `env` (a `DrivingEnv`, unwrapped) briefly and check the whole contract.
+
+    Resets with `seed`, takes `steps` expert steps, re-centres, takes one more step.
+    Leaves the env open. Raises `ContractError` naming every broken rule.
+    """
+    problems: list[str] = []
+    if not isinstance(env, DrivingEnv):
+        missing = [
+            m
+            for m in ("dt", "render_mode", "reset", "step", "recenter", "camera_info", "render")
+            if not hasattr(env, m)
+        ]
+        raise ContractError(f"{type(env).__name__} is no DrivingEnv: it lacks {missing}")
+    dt = env.dt
+    if not (_real(dt) and dt > 0):
+        problems.append(f"dt = {dt!r} is not a positive number of seconds")
+    if env.render_mode not in RENDER_MODES:
+        problems.append(f"render_mode = {env.render_mode!r} is not one of {RENDER_MODES}")
+
+    def check(where: str, out: object, n: int) -> tuple:
+        """`out` (reset/recenter's (obs, info), step's 5-tuple) checked and returned."""
+        if not (isinstance(out, tuple) and len(out) == n):
+            raise ContractError(f"{where} returned {out!r}, not a tuple of {n}")
+        obs, info = out[0], out[-1]
+        if not env.observation_space.contains(obs):
+            problems.append(f"{where}: the observation is outside the observation space")
+        problems.extend(f"{where}: {p}" for p in info_problems(info, env.action_space))
+        return out
+
+    obs, info = check("reset(seed)", env.reset(seed=seed), 2)
+    if info.get("sim_time_s") != 0:
+        problems.append(f"reset(seed): sim_time_s = {info.get('sim_time_s')!r}, not 0")
+    image_shape = getattr(obs.get("image"), "shape", None) if isinstance(obs, dict) else None
+    problems.extend(camera_info_problems(env.camera_info(), image_shape))
+    frame = env.render()
+    if env.render_mode is None and frame is not None:
+        problems.append("render() with render_mode None returned a frame, not None")
+    if env.render_mode == "rgb_array" and not (
+        isinstance(frame, np.ndarray)
+        and frame.dtype == np.uint8
+        and frame.ndim == 3
+        and frame.shape[2] == 3
+    ):
+        problems.append(f"render() with render_mode 'rgb_array' returned {type(frame).__name__}")
+    for k in range(steps):
+        _, _, terminated, truncated, info = check(
+            f"step {k + 1}", env.step(info["expert_action"]), 5
+        )
+        if _real(info.get("sim_time_s")) and not math.isclose(
+            info["sim_time_s"], (k + 1) * dt, abs_tol=1e-9
+        ):
+            problems.append(f"step {k + 1}: sim_time_s = {info['sim_time_s']}, not {(k + 1) * dt}")
+        if terminated or truncated:
+            problems.append(f"step {k + 1}: the expert's episode ended already")
+            break
+    before = info.get("sim_time_s")
+    _, info = check("recenter()", env.recenter(), 2)
+    if _real(info.get("lateral_error_m")) and abs(info["lateral_error_m"]) > 0.05:
+        problems.append(f"recenter(): lateral_error_m = {info['lateral_error_m']}, not ~0")
+    after = info.get("sim_time_s")
+    if _real(before) and _real(after) and not (before - 1e-9 <= after <= before + dt + 1e-9):
+        problems.append(f"recenter(): sim_time_s went from {before} to {after} (at most one dt)")
+    check("step after recenter()", env.step(info["expert_action"]), 5)
+    if problems:
+        raise ContractError(
+            f"{type(env).__name__} breaks the env contract:\n- " + "\n- ".join(problems)
+        )

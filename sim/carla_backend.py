@@ -50,6 +50,52 @@ class CarlaConnectionError(RuntimeError):
     """No CARLA server answered at host:port within the timeout (or `carla` is missing)."""
 
 
+_PROBE = """
+import sys
+import carla
+client = carla.Client(sys.argv[1], int(sys.argv[2]))
+client.set_timeout(float(sys.argv[3]))
+print(client.get_server_version(), flush=True)
+"""
+
+
+def probe_carla_server(host: str, port: int, timeout: float) -> str:
+    """The server version at host:port, asked in a short-lived subprocess.
+
+    A service that is not CARLA can make the CARLA client library abort the whole process
+    from inside (a msgpack type error ends in SIGABRT); asked from a child process, only
+    the child dies and this one gets a clear error instead.
+
+    Raises:
+        CarlaConnectionError: no answer within `timeout`, or not a CARLA server.
+    """
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-c", _PROBE, host, str(port), str(timeout)]
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout + 20.0)
+    except subprocess.TimeoutExpired:
+        raise CarlaConnectionError(
+            f"no CARLA server answered at {host}:{port} within {timeout:g} s; "
+            + START_SERVER_HINT.format(port=port)
+        ) from None
+    if out.returncode < 0:
+        raise CarlaConnectionError(
+            f"something at {host}:{port} answered, but it is not a CARLA server (the CARLA "
+            f"client died of signal {-out.returncode} talking to it); check host= and "
+            "port= (CARLA's RPC port, 2000 by default)"
+        )
+    if out.returncode != 0:
+        lines = [ln for ln in out.stderr.strip().splitlines() if ln.strip()]
+        why = lines[-1] if lines else f"exit status {out.returncode}"
+        raise CarlaConnectionError(
+            f"no CARLA server answered at {host}:{port} within {timeout:g} s ({why}); "
+            + START_SERVER_HINT.format(port=port)
+        )
+    return out.stdout.strip()
+
+
 class CarlaSensorTimeoutError(RuntimeError):
     """The camera frame of a tick did not arrive within the timeout."""
 
@@ -161,6 +207,10 @@ class CarlaDriveEnv(gym.Env):
         self.route_length_m = float(route_length_m)
         self.render_mode = render_mode
         self.max_steps = max_steps or math.ceil(route_length_m / 4.0 / DT)
+        if not 1 <= int(port) <= 65535:
+            raise ValueError(f"port={port} is not a TCP port; pass 1..65535 (CARLA: 2000)")
+        if not float(timeout) > 0:
+            raise ValueError(f"timeout={timeout} must be > 0 seconds")
         self.host, self.port, self.timeout = host, int(port), float(timeout)
         self.town, self.spawn_point = town, spawn_point
         self.vehicle_filter, self.role_name = vehicle_filter, role_name
@@ -208,6 +258,9 @@ class CarlaDriveEnv(gym.Env):
 
     def _connect(self) -> _CarlaSession:
         carla = self._import_carla()
+        # The client installed on disk (the child process imports it too): probe first.
+        if self._carla_module is None and getattr(carla, "__file__", None):
+            probe_carla_server(self.host, self.port, self.timeout)
         session = _CarlaSession(carla)
         try:
             session.client = carla.Client(self.host, self.port)

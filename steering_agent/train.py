@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from steering_agent.common.extras import MissingExtra, require
 from steering_agent.policy.backends import resolve_device
 from steering_agent.policy.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from steering_agent.policy.model import ARCHS, ModelConfig, SteeringNet
@@ -252,8 +253,11 @@ def train(
     Returns:
         dict(history=[{epoch, train_loss, val_rmse}], best_val_rmse, out, seconds).
     """
-    from torch.utils.tensorboard import SummaryWriter
     from tqdm import tqdm
+
+    if logdir:  # TensorBoard only where asked for (the `tensorboard` extra), before any work
+        require("tensorboard", "--logdir (TensorBoard logging)")
+        from torch.utils.tensorboard import SummaryWriter
 
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
@@ -458,8 +462,10 @@ def run(args: argparse.Namespace) -> int:
     from steering_agent.data.dataset import load_episodes
 
     try:
+        if args.logdir:
+            require("tensorboard", "--logdir (TensorBoard logging)")
         return _run(args, load_episodes(args.data))
-    except (OSError, ValueError) as e:  # CheckpointError included (--resume)
+    except (OSError, ValueError, MissingExtra) as e:  # CheckpointError included (--resume)
         print(f"steering-agent train: {e}", file=sys.stderr)
         return 2
 

@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+import gymnasium
 import numpy as np
 import pytest
 import yaml
@@ -655,3 +656,62 @@ def test_standin_advance_ticks_without_control(standin):
     assert np.all(obs["image"][..., 0] == standin.server.frame % 256)
     assert info["sim_time_s"] == pytest.approx(0.05)
     env.close()
+
+
+@pytest.fixture
+def junk_service():
+    """A TCP service on localhost that is not CARLA (answers anything with HTTP junk)."""
+    import socket
+    import threading
+
+    srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(8)
+
+    def serve():
+        while True:
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                return
+            with conn:
+                try:
+                    conn.recv(4096)
+                    conn.sendall(b"HTTP/1.0 200 OK\r\n\r\nnot carla" * 50)
+                except OSError:
+                    pass
+
+    threading.Thread(target=serve, daemon=True).start()
+    yield srv.getsockname()[1]
+    srv.close()
+
+
+def test_a_service_that_is_not_carla_is_refused_without_aborting_this_process(junk_service):
+    # The real CARLA client (not the stand-in): it aborts the process it runs in when it
+    # talks to a non-CARLA service; the env asks from a child process first.
+    pytest.importorskip("carla")
+    env = gymnasium.make("SteeringAgent/CarlaDrive-v0", host="127.0.0.1", port=junk_service,
+                         timeout=2.0)  # fmt: skip
+    with pytest.raises(CarlaConnectionError, match="not a CARLA server"):
+        env.reset(seed=1)
+
+
+def test_no_server_is_a_clear_error_naming_the_port():
+    import socket
+
+    pytest.importorskip("carla")
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = gymnasium.make("SteeringAgent/CarlaDrive-v0", host="127.0.0.1", port=port, timeout=1.0)
+    with pytest.raises(CarlaConnectionError, match=rf"127.0.0.1:{port}.*CarlaUE4.sh"):
+        env.reset(seed=1)
+
+
+@pytest.mark.parametrize(("kw", "match"), [({"port": 70000}, "TCP port"),
+                                           ({"port": 0}, "TCP port"),
+                                           ({"timeout": -1.0}, "timeout")])  # fmt: skip
+def test_bad_connection_settings_are_refused(kw, match):
+    with pytest.raises(ValueError, match=match):
+        gymnasium.make("SteeringAgent/CarlaDrive-v0", **kw)

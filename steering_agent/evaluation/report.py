@@ -1,7 +1,9 @@
 """Evaluation reports: the JSON, a Markdown table, PNG plots and an MP4 of one episode.
 
-Plots use matplotlib's Agg backend (no display). The video composes the camera view
-(upscaled), the top-down inset (`env.unwrapped.topdown()`) and a steering gauge.
+Plots use matplotlib's Agg backend (no display); without matplotlib (the `plots` extra)
+they are skipped and the rest is written (`plots_notice` says so). The video (OpenCV, a
+hard dependency) composes the camera view (upscaled), the top-down inset
+(`env.unwrapped.topdown()`) and a steering gauge.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from steering_agent.common.extras import require, skipped_notice
 from steering_agent.evaluation.metrics import SUMMARY_KEYS
 
 _COLUMNS = (
@@ -94,21 +97,33 @@ def markdown_table(doc: dict) -> str:
     return "\n".join(rows)
 
 
+def plots_notice() -> str | None:
+    """The line to print where the plots will be skipped (matplotlib missing), else None."""
+    return skipped_notice("plots", "plots (steering.png, lateral_error.png, lateral_hist.png)")
+
+
 def write_report(out_dir: Path, doc: dict, runs: Sequence, video=None) -> list[Path]:
-    """Writes results.json, results.md and the plots; returns every file written."""
+    """Writes results.json, results.md and the plots (skipped without matplotlib: see
+    `plots_notice`); returns every file written."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "results.json").write_text(json.dumps(doc, indent=2))
     (out_dir / "results.md").write_text(markdown_table(doc) + "\n")
     written = [out_dir / "results.json", out_dir / "results.md"]
-    written += plot_runs(out_dir, runs)
+    if plots_notice() is None:
+        written += plot_runs(out_dir, runs)
     if video is not None and video.path.is_file():
         written.append(video.path)
     return written
 
 
 def plot_runs(out_dir: Path, runs: Sequence) -> list[Path]:
-    """Steering against the expert, lateral error over distance, lateral error histogram."""
+    """Steering against the expert, lateral error over distance, lateral error histogram.
+
+    Raises:
+        MissingExtra: matplotlib (the `plots` extra) is not installed.
+    """
+    require("plots", "plotting")
     import matplotlib
 
     matplotlib.use("Agg")

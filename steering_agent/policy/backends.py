@@ -23,11 +23,11 @@ BACKENDS = ("auto", "torch", "onnxruntime")
 
 
 def onnxruntime_available() -> bool:
-    try:
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    """Whether the onnxruntime backend can run here: it needs onnxruntime and onnx (the
+    graph is exported with torch.onnx, which needs onnx); found, not imported."""
+    from steering_agent.common.extras import missing_modules
+
+    return not missing_modules("onnx")
 
 
 def resolve_backend(backend: str, device: torch.device) -> str:

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from steering_agent.common.extras import MissingExtra, require
 from steering_agent.policy.checkpoint import load_checkpoint
 from steering_agent.policy.model import SteeringNet
 
@@ -63,6 +64,8 @@ class _StepGraph(nn.Module):
 
 
 def _export(wrapper: nn.Module, args: tuple, names_in, names_out, dyn, target) -> None:
+    # torch's TorchScript-based exporter writes the graph with the onnx package.
+    require("onnx", "exporting to ONNX", ("onnx",))
     # The exporter restores the wrapper's mode afterwards: a fresh wrapper is in training
     # mode, which would leave the model (dropout on) in training mode too.
     wrapper.eval()
@@ -151,6 +154,7 @@ def compare_with_torch(
     seed: int = 0,
 ) -> float:
     """Max abs difference of steer (and state) between onnxruntime and PyTorch."""
+    require("onnx", "the onnxruntime check", ("onnxruntime",))
     import onnxruntime as ort
 
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -177,15 +181,31 @@ def compare_with_torch(
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", default="checkpoints/cnn_lstm.pt")
+    parser.add_argument(
+        "--checkpoint", default=None, help="default: the shipped checkpoints/cnn_lstm.pt"
+    )
     parser.add_argument("--out", required=True, help="the .onnx file to write")
     parser.add_argument("--no-check", action="store_true", help="skip the onnxruntime check")
 
 
 def run(args: argparse.Namespace) -> int:
-    ckpt = load_checkpoint(args.checkpoint)
+    try:  # before any work: the export needs onnx, its check onnxruntime (the `onnx` extra)
+        require("onnx", "export-onnx", ("onnx",) if args.no_check else None)
+    except MissingExtra as e:
+        print(f"steering-agent export-onnx: {e}", file=sys.stderr)
+        return 2
+    from steering_agent.common.files import check_writable_file
+    from steering_agent.common.package_files import shipped_checkpoint
+    from steering_agent.policy.checkpoint import CheckpointError
+
+    try:
+        out = check_writable_file(args.out, "--out")
+        ckpt = load_checkpoint(args.checkpoint or shipped_checkpoint())
+    except (ValueError, CheckpointError, FileNotFoundError) as e:
+        print(f"steering-agent export-onnx: {e}", file=sys.stderr)
+        return 2
     model = ckpt.build_model("cpu")
-    path = export_onnx(model, args.out)
+    path = export_onnx(model, out)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB, arch {ckpt.model_config.arch})")
     if not args.no_check:
         diff = compare_with_torch(model, path)

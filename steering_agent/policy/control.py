@@ -98,3 +98,43 @@ class SpeedController:
         self.integral[row] = integral
         u = self.kp * err + self.ki * integral
         return min(max(u, 0.0), 1.0), min(max(u * -self.brake_gain, 0.0), 1.0)
+
+
+@dataclass(frozen=True)
+class VehicleSpec:
+    """What turns a steering command into a path: the wheelbase and the road-wheel angle
+    of steer = 1. Default: the embedded simulator's car (CARLA's Tesla Model 3 class:
+    2.9 m, 70 degrees, CARLA's default max_steer_angle)."""
+
+    wheelbase_m: float = 2.9
+    max_steer_deg: float = 70.0
+
+    def __post_init__(self) -> None:
+        if not 0.5 <= self.wheelbase_m <= 10.0:
+            raise ValueError(f"vehicle wheelbase_m={self.wheelbase_m} must be within 0.5..10 m")
+        if not 1.0 <= self.max_steer_deg <= 89.0:
+            raise ValueError(f"vehicle max_steer_deg={self.max_steer_deg} must be within 1..89")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> VehicleSpec:
+        return cls(float(d.get("wheelbase_m", 2.9)), float(d.get("max_steer_deg", 70.0)))
+
+    def to_dict(self) -> dict:
+        return {"wheelbase_m": self.wheelbase_m, "max_steer_deg": self.max_steer_deg}
+
+    def curvature(self, steer: float) -> float:
+        """Path curvature (1/m, + = right, as CARLA's steer) of a steering command."""
+        return math.tan(steer * math.radians(self.max_steer_deg)) / self.wheelbase_m
+
+    def steer_for(self, curvature: float) -> float:
+        """The command, clipped to [-1, 1], that drives a path of `curvature` (1/m)."""
+        angle = math.atan(curvature * self.wheelbase_m)
+        return min(max(angle / math.radians(self.max_steer_deg), -1.0), 1.0)
+
+
+def convert_steer(steer: float, source: VehicleSpec, target: VehicleSpec) -> float:
+    """A command of `source` turned into the command that drives the same path on `target`
+    (the same curvature; kinematic bicycle)."""
+    if source == target:
+        return steer
+    return target.steer_for(source.curvature(steer))

@@ -18,17 +18,35 @@ import torch
 
 from steering_agent.common.numbers import scalar
 from steering_agent.policy.backends import OrtStepper, TorchStepper, resolve_backend, resolve_device
+from steering_agent.policy.calibration import (
+    CANONICAL_MOUNT,
+    CameraCalibration,
+    CameraSpec,
+    canonical_camera,
+)
 from steering_agent.policy.checkpoint import Checkpoint, load_checkpoint
 from steering_agent.policy.control import (
     DEFAULT_TARGET_SPEED_MPS,
     SAFE_ACTION,
     Control,
     SpeedController,
+    VehicleSpec,
+    convert_steer,
 )
 from steering_agent.policy.model import SteeringNet
-from steering_agent.policy.preprocess import PreprocessConfig, preprocess_frames
+from steering_agent.policy.preprocess import PreprocessConfig, preprocess_frames, to_color_space
 
 _ROW0 = np.zeros(1, dtype=np.int64)
+
+
+def _spec_dict(spec) -> dict:
+    return spec.to_dict() if hasattr(spec, "to_dict") else dict(spec)
+
+
+def _vehicle(spec) -> VehicleSpec | None:
+    if spec is None or isinstance(spec, VehicleSpec):
+        return spec
+    return VehicleSpec.from_dict(spec)
 
 
 class BatchedSteeringPolicy:
@@ -44,6 +62,15 @@ class BatchedSteeringPolicy:
         backend: who runs the network per frame: "torch", "onnxruntime" (CPU only; it
             runs a copy of the weights taken here), or "auto" (onnxruntime on the CPU
             where it is installed, else torch). Both give the same outputs to ~1e-7.
+        camera: the camera that takes the frames (a `CameraSpec` or its dict, e.g. an
+            env's `camera_spec()`); None: the canonical one. A camera of another mount
+            or field of view is mapped onto the canonical view
+            (`steering_agent.policy.calibration`).
+        vehicle: the car that is steered (`VehicleSpec` or its dict, e.g. an env's
+            `vehicle_spec()`); None: the canonical one. Commands are converted so that
+            they drive the path the network meant.
+        canonical_camera_spec / canonical_vehicle: what the network was trained with (from
+            the checkpoint; default: the embedded simulator's training camera and car).
     """
 
     def __init__(
@@ -55,6 +82,10 @@ class BatchedSteeringPolicy:
         max_gap_s: float = 0.5,
         target_speed_mps: float | None = None,
         backend: str = "auto",
+        camera=None,
+        vehicle=None,
+        canonical_camera_spec=None,
+        canonical_vehicle=None,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size ({batch_size}) must be >= 1")
@@ -81,11 +112,83 @@ class BatchedSteeringPolicy:
         self.last_action = np.tile(SAFE_ACTION, (batch_size, 1))
         self.last_output_finite = True
         self._act = np.empty((batch_size, 3), dtype=np.float32)
+        self.canonical_vehicle = _vehicle(canonical_vehicle) or VehicleSpec()
+        self.vehicle = _vehicle(vehicle) or self.canonical_vehicle
+        cfg = preprocess_cfg
+        canon, self._first_row = canonical_camera(
+            cfg.width, cfg.height, cfg.crop_top, cfg.crop_bottom
+        )
+        if canonical_camera_spec is not None:
+            canon = CameraSpec.from_dict({**canon.to_dict(), **_spec_dict(canonical_camera_spec)})
+        self.canonical_camera = canon
+        self.calibration: CameraCalibration | None = None
+        self._rgb = np.empty((batch_size, *hw, 3), dtype=np.uint8)
+        self.set_camera(camera)
+
+    def set_camera(self, camera) -> None:
+        """Use frames of `camera`: a `CameraSpec`, or a dict of its fields (e.g. an env's
+        `camera_spec()`, or a CameraInfo's intrinsics with the mount). A dict with a mount
+        and `fov_deg` but no intrinsics is calibrated for each frame size as it comes
+        (square pixels, centred principal point). None: the canonical camera."""
+        self._camera = None if camera is None else _spec_dict(camera)
+        self.calibration = None
+        self._calibrated_size: tuple[int, int] | None = None
+        if self._camera is not None and "fx" in self._camera:
+            spec = self._spec(int(self._camera["width"]), int(self._camera["height"]))
+            self._use(spec)
+
+    def _spec(self, width: int, height: int) -> CameraSpec:
+        d = {**self.canonical_camera.to_dict(), **self._camera}
+        if "fx" not in self._camera:
+            fov = float(self._camera.get("fov_deg", 90.0))
+            mount = {k: d[k] for k in CANONICAL_MOUNT}
+            return CameraSpec.from_fov(width, height, fov, **mount)
+        return CameraSpec.from_dict(d)
+
+    def _use(self, spec: CameraSpec) -> None:
+        self._calibrated_size = (spec.width, spec.height)
+        if spec.same_mount_and_view(self.canonical_camera):
+            self.calibration = None  # the training camera at any resolution: crop and resize
+        else:
+            cfg = self.preprocess_cfg
+            self.calibration = CameraCalibration(
+                spec, self.canonical_camera, cfg.width, cfg.height, self._first_row
+            )
+
+    def _prepare(self, images, rows: np.ndarray, full: bool) -> None:
+        """Frames -> self._frames[:n] (uint8 NHWC in the network's colour space)."""
+        n = rows.size
+        images = np.asarray(images)
+        if images.ndim == 3:
+            images = images[None]
+        if self._camera is not None:
+            h, w = images.shape[1:3]
+            if self._calibrated_size != (w, h):
+                if "fx" in self._camera:
+                    raise ValueError(
+                        f"frame {w}x{h} does not match the camera's intrinsics "
+                        f"({self._calibrated_size[0]}x{self._calibrated_size[1]}); "
+                        "pass the camera_info of this camera"
+                    )
+                self._use(self._spec(w, h))
+        if self.calibration is None:
+            frames = images if full else images[rows]
+            preprocess_frames(frames, self.preprocess_cfg, self._frames_chw[:n])
+            return
+        for k in range(n):
+            rgb = self.calibration.apply(images[k if full else rows[k]], self._rgb[k])
+            to_color_space(rgb, self.preprocess_cfg.color, self._frames[k])
+
+    def _steer_out(self, steer: float) -> float:
+        """The network's (canonical-vehicle) command for the vehicle that is driven."""
+        return convert_steer(steer, self.canonical_vehicle, self.vehicle)
 
     @classmethod
     def from_checkpoint(cls, ckpt: Checkpoint, batch_size: int = 1, device="auto", **kw):
         device = resolve_device(device)
         kw.setdefault("target_speed_mps", ckpt.provenance.get("target_speed_mps"))
+        kw.setdefault("canonical_camera_spec", ckpt.provenance.get("camera"))
+        kw.setdefault("canonical_vehicle", ckpt.provenance.get("vehicle"))
         return cls(ckpt.build_model(device), ckpt.preprocess_config, batch_size, device, **kw)
 
     @classmethod
@@ -131,9 +234,7 @@ class BatchedSteeringPolicy:
         dt = self._dt_and_gap_resets(stamps[rows], rows)
         full = rows.size == self.batch_size
         n = rows.size
-        preprocess_frames(
-            images if full else np.asarray(images)[rows], self.preprocess_cfg, self._frames_chw[:n]
-        )
+        self._prepare(images, rows, full)
         steer = self._stepper.run(self._frames[:n], rows, full)
         bad = ~np.isfinite(steer)
         any_bad = bad.any()
@@ -141,6 +242,9 @@ class BatchedSteeringPolicy:
         if any_bad:
             steer[bad] = 0.0
         np.minimum(np.maximum(steer, -1.0, out=steer), 1.0, out=steer)
+        if self.vehicle != self.canonical_vehicle:
+            for k in range(n):
+                steer[k] = self._steer_out(float(steer[k]))
         spd = None if speeds is None else np.asarray(speeds, dtype=np.float64).reshape(-1)[rows]
         throttle, brake = self.speed_controller.update(steer, spd, dt, rows)
         act = self._act[:n]
@@ -168,14 +272,14 @@ class BatchedSteeringPolicy:
             self.reset()
             dt = 0.0
         self._last_stamp[0] = stamp_s
-        preprocess_frames(np.asarray(image), self.preprocess_cfg, self._frames_chw)
+        self._prepare(image, _ROW0, True)
         steer = float(self._stepper.run(self._frames, _ROW0, True)[0])
         self.last_output_finite = math.isfinite(steer)
         if not self.last_output_finite:  # stop safely and drop the poisoned state
             self.reset()
             self._last_stamp[0] = stamp_s
             return float(SAFE_ACTION[0]), float(SAFE_ACTION[1]), float(SAFE_ACTION[2])
-        steer = min(max(steer, -1.0), 1.0)
+        steer = self._steer_out(min(max(steer, -1.0), 1.0))
         speed = None if speed_mps is None else scalar(speed_mps, "speed_mps")
         throttle, brake = self.speed_controller.update_one(steer, speed, dt)
         self.last_action[0] = steer, throttle, brake
@@ -197,9 +301,10 @@ class SteeringPolicy:
         max_gap_s: float = 0.5,
         target_speed_mps: float | None = None,
         backend: str = "auto",
+        **calibration,
     ) -> None:
         self._batched = BatchedSteeringPolicy(
-            model, preprocess_cfg, 1, device, max_gap_s, target_speed_mps, backend
+            model, preprocess_cfg, 1, device, max_gap_s, target_speed_mps, backend, **calibration
         )
 
     @classmethod
@@ -212,32 +317,29 @@ class SteeringPolicy:
         return self
 
     @classmethod
-    def from_checkpoint(
-        cls,
-        ckpt: Checkpoint,
-        device="auto",
-        max_gap_s: float = 0.5,
-        target_speed_mps: float | None = None,
-        backend: str = "auto",
-    ) -> SteeringPolicy:
-        device = resolve_device(device)
-        if target_speed_mps is None:
-            target_speed_mps = ckpt.provenance.get("target_speed_mps")
-        model = ckpt.build_model(device)
-        return cls(model, ckpt.preprocess_config, device, max_gap_s, target_speed_mps, backend)
+    def from_checkpoint(cls, ckpt: Checkpoint, device="auto", **kw) -> SteeringPolicy:
+        """Keyword arguments as `BatchedSteeringPolicy` (max_gap_s, target_speed_mps,
+        backend, camera, vehicle); the canonical camera and vehicle are the checkpoint's."""
+        return cls.from_batched(BatchedSteeringPolicy.from_checkpoint(ckpt, 1, device, **kw))
 
     @classmethod
-    def load(
-        cls,
-        path: str | os.PathLike,
-        device="auto",
-        max_gap_s: float = 0.5,
-        target_speed_mps: float | None = None,
-        backend: str = "auto",
-    ) -> SteeringPolicy:
-        """Policy from a checkpoint file; `device="auto"` picks CUDA when present."""
-        ckpt = load_checkpoint(path)
-        return cls.from_checkpoint(ckpt, device, max_gap_s, target_speed_mps, backend)
+    def load(cls, path: str | os.PathLike, device="auto", **kw) -> SteeringPolicy:
+        """Policy from a checkpoint file; `device="auto"` picks CUDA when present.
+
+        `camera=` (an env's `camera_spec()`, or a `CameraSpec`) and `vehicle=` (an env's
+        `vehicle_spec()`) describe the user's camera and car; without them the
+        checkpoint's canonical camera and vehicle are assumed.
+        """
+        return cls.from_checkpoint(load_checkpoint(path), device, **kw)
+
+    @property
+    def calibration(self):
+        """The `CameraCalibration` in use (None: frames are the canonical camera's)."""
+        return self._batched.calibration
+
+    def set_camera(self, camera) -> None:
+        """As `BatchedSteeringPolicy.set_camera` (e.g. when a CameraInfo arrives)."""
+        self._batched.set_camera(camera)
 
     @property
     def backend(self) -> str:

@@ -198,3 +198,11 @@ def normalize(frames: torch.Tensor | np.ndarray, out: torch.Tensor | None = None
         return frames.to(torch.float32).div_(127.5).sub_(1.0)
     out.copy_(frames)
     return out.div_(127.5).sub_(1.0)
+
+
+def to_color_space(rgb: np.ndarray, color: str, out_hwc: np.ndarray) -> None:
+    """An RGB uint8 HxWx3 image in the network's colour space, into `out_hwc`."""
+    if color == "yuv":
+        cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV, dst=out_hwc)
+    else:
+        np.copyto(out_hwc, rgb)

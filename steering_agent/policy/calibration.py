@@ -1,0 +1,245 @@
+"""A calibrated view: any camera's frame mapped onto the canonical camera the network
+was trained with, and steering converted between vehicles.
+
+Frames (as in `sim.camera`): the car frame is X forward, Y left, Z up, origin on the
+ground under the car's reference point; the camera frame is OpenCV's (x right, y down,
+z along the optical axis). A mount is the lens position (`x_m`, `y_m`, `height_m`) and
+three angles applied in this order to a camera looking straight ahead: `roll_deg` about
+the optical axis (positive: the camera turns clockwise as seen from behind it, so the
+horizon in its image tilts down to the left), `pitch_deg` (positive: looking down), and
+`yaw_deg` about Z (positive: looking left). Pixel (u, v) has its centre at the integer
+coordinates (u, v) and the ray `((u - cx) / fx, (v - cy) / fy, 1)` in the camera frame.
+
+`CameraCalibration` maps the real camera onto the canonical one by the ground plane:
+each pixel of the network's input is a canonical-camera pixel; where its ray meets the
+ground, that point is projected into the real camera; a ray above the horizon (or
+meeting the ground beyond `FAR_M`) keeps its direction (a point at infinity). The map
+is made once per calibration, at `supersample` x the input size when the real camera
+sees the scene in more pixels than the input has (so it is sampled without aliasing),
+and applied per frame as one `cv2.remap` (fixed-point maps) and one exact box
+reduction. Road pixels land where the canonical camera would have seen them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+
+import cv2
+import numpy as np
+
+FAR_M = 300.0  # ground beyond this is treated as at infinity (no parallax left)
+# The camera the shipped checkpoints were trained with (sim.env.DriveEnv's defaults).
+CANONICAL_MOUNT = {"x_m": 1.0, "y_m": 0.0, "height_m": 1.5, "pitch_deg": 15.0,
+                   "roll_deg": 0.0, "yaw_deg": 0.0}  # fmt: skip
+CANONICAL_FOV_DEG = 90.0
+
+
+@dataclass(frozen=True)
+class CameraSpec:
+    """A pinhole camera (no distortion) and its mount on the car (module doc)."""
+
+    width: int
+    height: int
+    fx: float
+    fy: float
+    cx: float
+    cy: float
+    x_m: float = CANONICAL_MOUNT["x_m"]
+    y_m: float = CANONICAL_MOUNT["y_m"]
+    height_m: float = CANONICAL_MOUNT["height_m"]
+    pitch_deg: float = CANONICAL_MOUNT["pitch_deg"]
+    roll_deg: float = CANONICAL_MOUNT["roll_deg"]
+    yaw_deg: float = CANONICAL_MOUNT["yaw_deg"]
+
+    def __post_init__(self) -> None:
+        if self.width < 1 or self.height < 1 or not (self.fx > 0 and self.fy > 0):
+            raise ValueError(
+                f"camera {self.width}x{self.height} with fx={self.fx}, fy={self.fy}: size and "
+                "focal lengths must be positive"
+            )
+        if not 0.05 <= self.height_m <= 20.0:
+            raise ValueError(f"camera height_m={self.height_m} must be within 0.05..20 m")
+        if not -80.0 <= self.pitch_deg <= 80.0:
+            raise ValueError(f"camera pitch_deg={self.pitch_deg} must be within -80..80")
+
+    @classmethod
+    def from_fov(cls, width: int, height: int, fov_deg: float, **mount) -> CameraSpec:
+        """Square pixels, principal point at the centre, horizontal field of view."""
+        if not 1.0 < fov_deg < 179.0:
+            raise ValueError(f"camera fov_deg={fov_deg} must be within 1..179 degrees")
+        f = width / (2.0 * math.tan(math.radians(fov_deg) / 2.0))
+        return cls(int(width), int(height), f, f, width / 2.0, height / 2.0, **mount)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> CameraSpec:
+        """From a dict with at least width, height, fx, fy, cx, cy (e.g. an env's
+        `camera_spec()`); unknown keys are ignored, a missing mount is the canonical one."""
+        names = {f.name for f in fields(cls)}
+        try:
+            return cls(**{k: (int(v) if k in ("width", "height") else float(v))
+                          for k, v in d.items() if k in names})  # fmt: skip
+        except TypeError as e:
+            raise ValueError(f"camera spec {d}: {e}") from None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def same_mount_and_view(self, other: CameraSpec, tol: float = 1e-6) -> bool:
+        """The same mount and the same field of view (horizontal and vertical angles per
+        pixel of width), whatever the resolution."""
+        mount = all(abs(getattr(self, k) - getattr(other, k)) <= tol for k in CANONICAL_MOUNT)
+        fov = abs(self.fx / self.width - other.fx / other.width) <= tol
+        square = abs(self.fy / self.fx - other.fy / other.fx) <= tol
+        centred = (
+            abs(self.cx / self.width - other.cx / other.width) <= tol
+            and abs(self.cy / self.height - other.cy / other.height) <= tol
+        )
+        return mount and fov and square and centred
+
+    def rotation(self) -> np.ndarray:
+        """3x3 matrix whose columns are the camera's x (right), y (down) and z (optical
+        axis) in the car frame: roll, then pitch, then yaw (module doc)."""
+        r, p, y = (math.radians(a) for a in (self.roll_deg, self.pitch_deg, self.yaw_deg))
+        right, down = _rolled(r)
+        level = np.stack([right, down, np.array([1.0, 0.0, 0.0])], axis=1)
+        # +pitch about Y (left) by the right-hand rule tilts the X axis down
+        rot = _axis_angle(np.array([0.0, 0.0, 1.0]), y) @ _axis_angle(np.array([0.0, 1.0, 0.0]), p)
+        return rot @ level
+
+    def position(self) -> np.ndarray:
+        return np.array([self.x_m, self.y_m, self.height_m])
+
+    def rays(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+        """Car-frame directions (..., 3) of pixel coordinates u, v."""
+        xn = (np.asarray(u, np.float64) - self.cx) / self.fx
+        yn = (np.asarray(v, np.float64) - self.cy) / self.fy
+        cam = np.stack([xn, yn, np.ones_like(xn)], axis=-1)
+        return cam @ self.rotation().T
+
+    def project(self, points: np.ndarray, at_infinity: bool = False) -> tuple[np.ndarray, ...]:
+        """Pixel coordinates of car-frame points (..., 3), or of directions with
+        `at_infinity`; NaN behind the camera."""
+        p = np.asarray(points, np.float64)
+        rel = p if at_infinity else p - self.position()
+        cam = rel @ self.rotation()
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z = np.where(cam[..., 2] > 1e-9, cam[..., 2], np.nan)
+            return self.cx + self.fx * cam[..., 0] / z, self.cy + self.fy * cam[..., 1] / z
+
+
+def _axis_angle(axis: np.ndarray, angle: float) -> np.ndarray:
+    """Rotation matrix about a unit `axis` by `angle` (right-hand rule)."""
+    x, y, z = axis
+    c, s, t = math.cos(angle), math.sin(angle), 1.0 - math.cos(angle)
+    return np.array(
+        [
+            [t * x * x + c, t * x * y - s * z, t * x * z + s * y],
+            [t * x * y + s * z, t * y * y + c, t * y * z - s * x],
+            [t * x * z - s * y, t * y * z + s * x, t * z * z + c],
+        ]
+    )
+
+
+def _rolled(roll: float) -> tuple[np.ndarray, np.ndarray]:
+    """Right and down axes of a level camera looking along X, rolled by `roll` (rad)."""
+    right, down = np.array([0.0, -1.0, 0.0]), np.array([0.0, 0.0, -1.0])
+    c, s = math.cos(roll), math.sin(roll)
+    return c * right + s * down, c * down - s * right
+
+
+def canonical_camera(width: int, height: int, crop_top: float = 0.0, crop_bottom: float = 0.0):
+    """The canonical camera of a network input `width` x `height`: the training camera
+    (90 degrees, `CANONICAL_MOUNT`) at the input's width, as tall as the input before
+    the preprocessing's crop fractions; and the row of that camera the input starts at."""
+    rows = round(height / (1.0 - crop_top - crop_bottom))
+    spec = CameraSpec.from_fov(width, rows, CANONICAL_FOV_DEG, **CANONICAL_MOUNT)
+    return spec, round(crop_top * rows)
+
+
+class CameraCalibration:
+    """The remap from a real camera's frames to the network input (module doc).
+
+    Args:
+        real: the camera that takes the frames.
+        canonical: the camera the network was trained with (at the input's width).
+        out_width, out_height: the network input size.
+        first_row: the canonical camera's row the input starts at (crop fractions).
+        supersample: sample the real frame this many times per input pixel and box-
+            average (None: from the ratio of the focal lengths, 1..4).
+    """
+
+    def __init__(
+        self,
+        real: CameraSpec,
+        canonical: CameraSpec,
+        out_width: int,
+        out_height: int,
+        first_row: int = 0,
+        supersample: int | None = None,
+    ) -> None:
+        self.real, self.canonical = real, canonical
+        self.out_width, self.out_height = int(out_width), int(out_height)
+        if supersample is None:
+            supersample = min(4, max(1, round(real.fx / canonical.fx)))
+        self.supersample = s = int(supersample)
+        # input pixel (i, j) covers canonical pixels [j - 1/2, j + 1/2] x [row - 1/2, ...]:
+        # s x s samples at the centres of its sub-pixels
+        offs = (np.arange(s) + 0.5) / s - 0.5
+        u = (np.arange(self.out_width)[:, None] + offs[None, :]).reshape(-1)
+        v = (first_row + np.arange(self.out_height)[:, None] + offs[None, :]).reshape(-1)
+        uu, vv = np.meshgrid(u, v)
+        self.map_x, self.map_y = self.real_pixels(canonical, real, uu, vv)
+        self._maps = cv2.convertMaps(
+            self.map_x.astype(np.float32), self.map_y.astype(np.float32), cv2.CV_16SC2
+        )
+        self._work = np.empty((self.out_height * s, self.out_width * s, 3), np.uint8)
+
+    @staticmethod
+    def real_pixels(canonical: CameraSpec, real: CameraSpec, u, v) -> tuple[np.ndarray, ...]:
+        """Where the real camera sees what canonical pixels (u, v) see (ground plane;
+        directions above the horizon or beyond FAR_M at infinity)."""
+        d = canonical.rays(u, v)
+        down = -d[..., 2]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t = np.where(down > 1e-9, canonical.height_m / down, np.inf)
+        ground = np.isfinite(t) & (t * np.hypot(d[..., 0], d[..., 1]) <= FAR_M)
+        point = canonical.position() + np.where(ground, t, 0.0)[..., None] * d
+        gx, gy = real.project(point)
+        ix, iy = real.project(d, at_infinity=True)
+        mx, my = np.where(ground, gx, ix), np.where(ground, gy, iy)
+        # behind the real camera: nothing to see there; clamp to the border
+        bad = ~(np.isfinite(mx) & np.isfinite(my))
+        mx[bad], my[bad] = -1.0, -1.0
+        return mx, my
+
+    def apply(self, image: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """The network-input-sized RGB view (out_height, out_width, 3) of a real frame."""
+        h, w = image.shape[:2]
+        if (w, h) != (self.real.width, self.real.height):
+            raise ValueError(
+                f"frame {w}x{h} does not match the calibrated camera "
+                f"{self.real.width}x{self.real.height}; recalibrate for this size"
+            )
+        shape = (self.out_height, self.out_width, 3)
+        if out is None:
+            out = np.empty(shape, np.uint8)
+        if self.supersample == 1:
+            cv2.remap(image, *self._maps, cv2.INTER_LINEAR, dst=out,
+                      borderMode=cv2.BORDER_REPLICATE)  # fmt: skip
+            return out
+        cv2.remap(image, *self._maps, cv2.INTER_LINEAR, dst=self._work,
+                  borderMode=cv2.BORDER_REPLICATE)  # fmt: skip
+        cv2.resize(self._work, (self.out_width, self.out_height), dst=out,
+                   interpolation=cv2.INTER_AREA)  # fmt: skip
+        return out
+
+    def describe(self) -> str:
+        r = self.real
+        return (
+            f"camera {r.width}x{r.height} fx={r.fx:.1f} at x={r.x_m:g} y={r.y_m:g} "
+            f"z={r.height_m:g} m, pitch={r.pitch_deg:g} roll={r.roll_deg:g} "
+            f"yaw={r.yaw_deg:g} deg -> canonical {self.canonical.width}x"
+            f"{self.canonical.height} pitch={self.canonical.pitch_deg:g} at "
+            f"{self.canonical.height_m:g} m ({self.supersample}x supersampled)"
+        )

@@ -23,6 +23,7 @@ from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
+from steering_agent.ros.closed_loop import SIM_AGENT_CAMERA
 from steering_agent.ros.dds import local_transport_env
 
 
@@ -69,6 +70,7 @@ def generate_launch_description():
         name="agent",
         parameters=[
             os.path.join(config, "agent.yaml"),
+            SIM_AGENT_CAMERA,  # the embedded simulator's camera and car
             {"control_type": arg("control_type"), "checkpoint": arg("checkpoint")},
         ],
         output="screen",

@@ -151,3 +151,15 @@ def test_the_bridge_camera_drives_with_the_calibration_and_not_without():
         result[name] = run.summary()
     assert result["calibrated"].interventions == 0
     assert result["raw"].interventions > 10
+
+
+def test_an_explicit_none_means_the_checkpoints_own_settings():
+    from steering_agent.policy.checkpoint import load_checkpoint
+
+    want = load_checkpoint(shipped_checkpoint()).provenance["target_speed_mps"]
+    for policy in (
+        SteeringPolicy.load(shipped_checkpoint(), target_speed_mps=None),
+        SteeringPolicy.load(shipped_checkpoint()),
+        BatchedSteeringPolicy.load(shipped_checkpoint(), 2, target_speed_mps=None),
+    ):
+        assert policy.speed_controller.target_speed_mps == pytest.approx(want)

@@ -186,9 +186,14 @@ class BatchedSteeringPolicy:
     @classmethod
     def from_checkpoint(cls, ckpt: Checkpoint, batch_size: int = 1, device="auto", **kw):
         device = resolve_device(device)
-        kw.setdefault("target_speed_mps", ckpt.provenance.get("target_speed_mps"))
-        kw.setdefault("canonical_camera_spec", ckpt.provenance.get("camera"))
-        kw.setdefault("canonical_vehicle", ckpt.provenance.get("vehicle"))
+        # None (also passed explicitly) means the checkpoint's own
+        for name, key in (
+            ("target_speed_mps", "target_speed_mps"),
+            ("canonical_camera_spec", "camera"),
+            ("canonical_vehicle", "vehicle"),
+        ):
+            if kw.get(name) is None:
+                kw[name] = ckpt.provenance.get(key)  # fmt: skip
         return cls(ckpt.build_model(device), ckpt.preprocess_config, batch_size, device, **kw)
 
     @classmethod

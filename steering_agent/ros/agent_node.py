@@ -23,7 +23,7 @@ from rclpy.clock import Clock, ClockType
 from rclpy.exceptions import ParameterException
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-from sensor_msgs.msg import CompressedImage, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Float32
 from std_srvs.srv import Trigger
 
@@ -65,6 +65,10 @@ PARAMETERS = {
             ("best_effort", "reliable"),
         ),
     ),
+    "camera_info_topic": (
+        topics.CAMERA_INFO,
+        string("sensor_msgs/CameraInfo of the camera (its intrinsics replace camera_fov_deg)"),
+    ),
     "speed_topic": (topics.SPEEDOMETER, string("std_msgs/Float32 speed topic (m/s)")),
     "control_topic": (topics.CONTROL, string("carla_msgs/CarlaEgoVehicleControl topic")),
     "twist_topic": (topics.TWIST, string("geometry_msgs/Twist topic (fallback)")),
@@ -86,6 +90,29 @@ PARAMETERS = {
         2.0,
         floating("bad frames: log at most one error per this many seconds", 0.0, 3600.0),
     ),
+    # The camera's mount on the car (X forward, Y left, Z up from the ground under the
+    # reference point; steering_agent.policy.calibration) and the car: defaults are the
+    # CARLA ROS bridge's rgb_front and CARLA's default vehicle.
+    **{
+        name: (default, floating(text, low, high))
+        for name, default, text, low, high in (
+            ("camera_x_m", 2.0, "camera position ahead of the reference point (m)", -10.0, 10.0),
+            ("camera_y_m", 0.0, "camera position left of the centre line (m)", -5.0, 5.0),
+            ("camera_height_m", 2.0, "camera height above the ground (m)", 0.05, 20.0),
+            ("camera_pitch_deg", 0.0, "camera pitch, down positive (deg)", -80.0, 80.0),
+            ("camera_roll_deg", 0.0, "camera roll, clockwise seen from behind (deg)", -45.0, 45.0),
+            ("camera_yaw_deg", 0.0, "camera yaw, left positive (deg)", -45.0, 45.0),
+            (
+                "camera_fov_deg",
+                90.0,
+                "horizontal FOV until camera_info arrives (deg)",
+                5.0,
+                175.0,
+            ),
+            ("wheelbase_m", 2.875, "wheelbase of the car (m)", 0.5, 10.0),
+            ("max_steer_deg", 70.0, "road-wheel angle of steer = 1 (deg)", 1.0, 89.0),
+        )
+    },
     "max_failures": (
         3,
         integer("unusable frames in a row (undecodable, policy error) before braking", 1, 1000),
@@ -160,6 +187,8 @@ class SteeringAgentNode(Node):
                 max_gap_s=p["max_gap_s"],
                 target_speed_mps=p["target_speed_mps"] or None,
                 backend=p["backend"],
+                camera=self._camera_request(None),
+                vehicle={"wheelbase_m": p["wheelbase_m"], "max_steer_deg": p["max_steer_deg"]},
             )
         except Exception as e:  # a checkpoint that loads but cannot run, a device missing...
             problem = f"policy from {path} could not be built: {type(e).__name__}: {e}"
@@ -167,6 +196,39 @@ class SteeringAgentNode(Node):
             return None, problem
         self.get_logger().info(f"loaded {path} ({policy.backend} on {policy.device})")
         return policy, None
+
+    def _camera_request(self, info) -> dict:
+        """The camera for the policy: the mount parameters, and the intrinsics of a
+        CameraInfo once one arrived (before that, camera_fov_deg at each frame's size)."""
+        p = self._params
+        mount = ("x_m", "y_m", "height_m", "pitch_deg", "roll_deg", "yaw_deg")
+        cam = {k: p[f"camera_{k}"] for k in mount}
+        cam["fov_deg"] = p["camera_fov_deg"]
+        if info is not None:
+            k = info.k
+            cam.update(width=int(info.width), height=int(info.height))
+            cam.update(fx=float(k[0]), fy=float(k[4]), cx=float(k[2]), cy=float(k[5]))
+        return cam
+
+    def _on_camera_info(self, msg) -> None:
+        key = (msg.width, msg.height, *msg.k)
+        if key == self._camera_info_key or self.policy is None:
+            return
+        if msg.width <= 0 or msg.height <= 0 or not (msg.k[0] > 0 and msg.k[4] > 0):
+            self._log_error(f"camera_info ignored: {msg.width}x{msg.height} K={list(msg.k)}")
+            return
+        self._camera_info_key = key
+        try:
+            self.policy.set_camera(self._camera_request(msg))
+        except ValueError as e:
+            self._log_error(f"camera_info ignored: {e}")
+
+    def _log_calibration(self) -> None:
+        calib = None if self.policy is None else self.policy.calibration
+        if calib is not self._logged_calibration:
+            self._logged_calibration = calib
+            text = calib.describe() if calib is not None else "the canonical camera (no remap)"
+            self.get_logger().info(f"calibration: {text}")
 
     def _make_publisher(self, p: dict) -> None:
         reliable = QoSProfile(depth=10)  # what CARLA's bridge subscribes with
@@ -201,6 +263,10 @@ class SteeringAgentNode(Node):
         else:
             self.create_subscription(Image, p["image_topic"], self._on_raw, newest)
         self.create_subscription(Float32, p["speed_topic"], self._on_speed, newest)
+        self._camera_info_key = None
+        self._logged_calibration = False  # not yet logged
+        info_qos = QoSProfile(depth=1, reliability=qos_profile_sensor_data.reliability)
+        self.create_subscription(CameraInfo, p["camera_info_topic"], self._on_camera_info, info_qos)
 
     def _decode_raw(self, msg):
         from steering_agent.data.imageconv import image_to_rgb
@@ -232,6 +298,7 @@ class SteeringAgentNode(Node):
         key = (stamp.sec, stamp.nanosec)
         result = self.agent.on_frame(key, stamp_to_s(stamp), lambda: decode(msg), self._speed)
         self._act(result, stamp)
+        self._log_calibration()
         if result.command is not None and result.command.kind == "drive":
             a = self.agent
             t_done = time.perf_counter()

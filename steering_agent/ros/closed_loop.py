@@ -24,6 +24,8 @@ from pathlib import Path
 from steering_agent.common.package_files import config_file
 from steering_agent.common.stats import percentiles_ms
 from steering_agent.interfaces.stamps import ns_to_sec_nanosec, stamp_to_ns
+from steering_agent.policy.calibration import CANONICAL_FOV_DEG, CANONICAL_MOUNT
+from steering_agent.policy.control import VehicleSpec
 from steering_agent.ros.dds import (
     ros_context,
     ros_participant_node,
@@ -31,6 +33,14 @@ from steering_agent.ros.dds import (
 )
 
 _PROBES = itertools.count()
+# The agent's camera and car parameters for the embedded simulator (sim_bridge): its
+# camera is the canonical training camera, its car the canonical car, so the agent maps
+# nothing (the agent's own defaults are the CARLA ROS bridge's camera and car).
+SIM_AGENT_CAMERA = {
+    **{f"camera_{k}": float(v) for k, v in CANONICAL_MOUNT.items()},
+    "camera_fov_deg": CANONICAL_FOV_DEG,
+    **{k: float(v) for k, v in VehicleSpec().to_dict().items()},
+}
 
 # executable -> (module run with `python -m`, parameter file in config/); launch files too.
 NODES: dict[str, tuple[str, str]] = {
@@ -158,7 +168,8 @@ def run_closed_loop(
     stats.unlink(missing_ok=True)
     bridge_p = {"seed": seed, "route_length_m": float(route_length_m), "mode": mode,
                 "width": width, "height": height, "control_type": control_type}  # fmt: skip
-    agent_p = {"control_type": control_type, "stats_file": str(stats), **(agent_overrides or {})}
+    agent_p = {"control_type": control_type, "stats_file": str(stats), **SIM_AGENT_CAMERA,
+               **(agent_overrides or {})}  # fmt: skip
     if checkpoint:
         agent_p["checkpoint"] = str(Path(checkpoint).resolve())
     t0 = time.monotonic()
@@ -257,8 +268,8 @@ def measure_dds_latency(
     work = Path(workdir or tempfile.mkdtemp(prefix="dds_latency_"))
     work.mkdir(parents=True, exist_ok=True)
     stats = work / "agent_stats.json"
-    agent_p = {"control_type": "carla", "stats_file": str(stats), "max_gap_s": 10.0,
-               "watchdog_timeout_s": 10.0}  # fmt: skip
+    agent_p = {**SIM_AGENT_CAMERA, "control_type": "carla", "stats_file": str(stats),
+               "max_gap_s": 10.0, "watchdog_timeout_s": 10.0}  # fmt: skip
     if checkpoint:
         agent_p["checkpoint"] = str(Path(checkpoint).resolve())
     images = _camera_frames(width, height)
@@ -305,25 +316,39 @@ def measure_dds_latency(
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--seed", type=int, default=None,
+    from steering_agent.common import cli_args as a
+
+    parser.add_argument("--seed", type=a.nonneg_int, default=None,
                         help="road seed (default: the first evaluation seed)")  # fmt: skip
-    parser.add_argument("--route-length-m", type=float, default=1000.0)
+    parser.add_argument("--route-length-m", type=a.route_length, default=1000.0)
     parser.add_argument("--mode", choices=("sync", "realtime"), default="sync")
-    parser.add_argument("--width", type=int, default=200)
-    parser.add_argument("--height", type=int, default=66)
+    parser.add_argument("--width", type=a.camera_px, default=200)
+    parser.add_argument("--height", type=a.camera_px, default=66)
     parser.add_argument("--checkpoint", default=None,
                         help="default: the shipped checkpoints/cnn_lstm.pt")  # fmt: skip
     parser.add_argument("--control-type", choices=("auto", "carla", "twist"), default="auto")
     parser.add_argument("--record", default=None, metavar="DIR",
                         help="also record the drive (rosbag2 MCAP) into DIR")  # fmt: skip
-    parser.add_argument("--timeout", type=float, default=900.0, help="seconds (wall clock)")
+    parser.add_argument("--timeout", type=a.positive_float, default=900.0,
+                        help="seconds (wall clock)")  # fmt: skip
     parser.add_argument("--workdir", default=None, help="logs and agent stats (default: temp)")
     parser.add_argument("--out", default=None, help="also write the JSON summary here")
 
 
 def run(args: argparse.Namespace) -> int:
+    """Checks every output and the checkpoint before a node starts, then drives. A
+    user's mistake raises one of `cli_args.user_errors` (one line, exit 2)."""
     from sim.seeds import eval_seeds
+    from steering_agent.common import cli_args
 
+    if args.out:
+        cli_args.writable_file(args.out, "--out")
+    if args.record:
+        cli_args.writable_dir(args.record, "--record")
+    if args.workdir:
+        cli_args.writable_dir(args.workdir, "--workdir")
+    if args.checkpoint:
+        cli_args.load_checkpoint_arg(args.checkpoint, "--checkpoint")
     seed = eval_seeds(1)[0] if args.seed is None else args.seed
     result = run_closed_loop(
         seed, args.route_length_m, args.mode, args.width, args.height, args.checkpoint,
@@ -333,5 +358,6 @@ def run(args: argparse.Namespace) -> int:
     text = json.dumps(brief, indent=1)
     print(text)
     if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(result, indent=1))
     return 0 if result["status"] == "done" else 1

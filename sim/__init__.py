@@ -7,13 +7,22 @@ until `gymnasium.make`) and imports neither rclpy nor torch. Both keep the env c
 
 from gymnasium.envs.registration import register, registry
 
-from sim.contract import CAMERA_INFO_KEYS, INFO_KEYS, DrivingEnv, check_contract
+from sim.contract import (
+    CAMERA_INFO_KEYS,
+    CAMERA_SPEC_KEYS,
+    INFO_KEYS,
+    VEHICLE_SPEC_KEYS,
+    DrivingEnv,
+    check_contract,
+)
 from sim.seeds import EVAL_SEED_START, eval_seeds, is_eval_seed
 
 __all__ = [
     "CAMERA_INFO_KEYS",
+    "CAMERA_SPEC_KEYS",
     "EVAL_SEED_START",
     "INFO_KEYS",
+    "VEHICLE_SPEC_KEYS",
     "DrivingEnv",
     "check_contract",
     "eval_seeds",

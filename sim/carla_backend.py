@@ -1,9 +1,18 @@
 """`SteeringAgent/CarlaDrive-v0`: the gymnasium env over a real CARLA 0.9.16 server.
 
 Keeps the env contract of `sim.contract` (`DrivingEnv`): the same observation, action and
-`info` keys as the embedded `DriveEnv`, `dt`, `camera_info()`, `recenter()` and
-`render()`, so the policy, the evaluation and the recorder run unchanged on CARLA. The
-`carla` package is imported only when an env connects (importing `sim` never imports it).
+`info` keys as the embedded `DriveEnv`, `dt`, `camera_info()`, `camera_spec()`,
+`vehicle_spec()`, `recenter()` and `render()`, so the policy, the evaluation and the
+recorder run unchanged on CARLA. The `carla` package is imported only when an env
+connects (importing `sim` never imports it).
+
+The camera mount takes `DriveEnv`'s keywords and conventions (`sim.camera`: right-handed
+car frame X forward, Y left, Z up; pitch positive down, roll positive clockwise seen
+from behind, yaw positive left) and is converted to CARLA's left-handed attachment
+transform (`carla_mount`): y and yaw change sign, and so does pitch (CARLA: + = nose up),
+roll keeps its sign (as the CARLA ROS bridge's `carla_rotation_to_RPY` converts back).
+`camera_height_m` and `camera_x_m` are taken relative to the vehicle actor's origin
+(CARLA puts it about on the ground under the car's centre).
 
 The env owns the world while it runs: synchronous mode at 0.05 s, the traffic manager in
 sync too, one tick per `step`. `close()` destroys every actor it spawned and restores the
@@ -14,7 +23,6 @@ does it at interpreter exit if nobody called `close()`.
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import logging
 import math
@@ -31,6 +39,7 @@ from gymnasium import spaces
 from sim.camera import pinhole_intrinsics
 from sim.carla_route import PurePursuitExpert, RoutePolyline, carla_to_ros_pose, ros_to_carla_pose
 from sim.contract import MAX_SPEED_OBS
+from sim.limits import VEHICLE_LIMITS, check_limits
 
 log = logging.getLogger(__name__)
 
@@ -38,12 +47,67 @@ DT = 0.05
 # The CARLA ROS bridge's rgb_front (carla_spawn_objects/config/objects.json): x=2.0,
 # y=0.0, z=2.0 m, roll/pitch/yaw 0, 800x600, FOV 90.
 CAMERA_MOUNT = {"x": 2.0, "y": 0.0, "z": 2.0, "roll": 0.0, "pitch": 0.0, "yaw": 0.0}
+# CARLA's default vehicle, for `vehicle_spec()` where the physics control offers nothing
+# usable: wheelbase 2.875 m, WheelPhysicsControl.max_steer_angle 70 degrees.
+CARLA_DEFAULT_VEHICLE = {"wheelbase_m": 2.875, "max_steer_deg": 70.0}
 START_SERVER_HINT = (
     "start one with `./CarlaUE4.sh -RenderOffScreen -carla-rpc-port={port}` in the CARLA "
     "0.9.16 folder, or `docker run --rm --gpus all --net=host carlasim/carla:0.9.16 "
     "./CarlaUE4.sh -RenderOffScreen -carla-rpc-port={port}`, or pass host=/port= of a "
     "running server"
 )
+
+
+def carla_mount(
+    x_m: float, y_m: float, height_m: float, pitch_deg: float, roll_deg: float, yaw_deg: float
+) -> dict[str, float]:
+    """A camera mount in `sim.camera`'s convention as CARLA's attachment transform:
+    location x, y, z (m) and rotation pitch, yaw, roll (degrees), left-handed (y right,
+    + pitch = nose up, + yaw = clockwise from above)."""
+    return {
+        "x": float(x_m),
+        "y": 0.0 - y_m,  # 0.0 - v, not -v: no -0.0 for a centred camera
+        "z": float(height_m),
+        "pitch": 0.0 - pitch_deg,
+        "yaw": 0.0 - yaw_deg,
+        "roll": float(roll_deg),
+    }
+
+
+def vehicle_spec_from_physics(physics: Any) -> dict[str, float]:
+    """wheelbase_m and max_steer_deg of a CARLA `VehiclePhysicsControl`.
+
+    max_steer_deg: `wheels[0].max_steer_angle` (degrees; front left). wheelbase_m: the
+    distance between the mid-points of the front (wheels 0, 1) and rear (2, 3) wheels'
+    `position`s (world, cm). Each falls back to `CARLA_DEFAULT_VEHICLE` where it is
+    missing or outside `sim.limits.VEHICLE_LIMITS`.
+    """
+    spec = dict(CARLA_DEFAULT_VEHICLE)
+    wheels = list(getattr(physics, "wheels", None) or [])
+    lo, hi, _ = VEHICLE_LIMITS["max_steer_deg"]
+    try:
+        steer = float(wheels[0].max_steer_angle)
+    except (IndexError, AttributeError, TypeError, ValueError):
+        steer = float("nan")
+    if lo <= steer <= hi:
+        spec["max_steer_deg"] = steer
+    else:
+        log.warning("CARLA: no usable max_steer_angle (%s); using %s deg", steer,
+                    spec["max_steer_deg"])  # fmt: skip
+    lo, hi, _ = VEHICLE_LIMITS["wheelbase_m"]
+    wheelbase = float("nan")
+    try:
+        if len(wheels) >= 4:
+            p = np.array([[w.position.x, w.position.y, w.position.z] for w in wheels[:4]], float)
+            wheelbase = float(np.linalg.norm(p[:2].mean(0) - p[2:4].mean(0))) / 100.0
+    except (AttributeError, TypeError, ValueError):
+        pass
+    if lo <= wheelbase <= hi:
+        spec["wheelbase_m"] = wheelbase
+    else:
+        log.warning("CARLA: no usable wheel positions (wheelbase %s m); using %s m", wheelbase,
+                    spec["wheelbase_m"])  # fmt: skip
+    return spec
 
 
 class CarlaConnectionError(RuntimeError):
@@ -160,6 +224,9 @@ class CarlaDriveEnv(gym.Env):
 
     Args:
         width, height, fov_deg: the camera (defaults: the ROS bridge's rgb_front).
+        camera_height_m, camera_pitch_deg, camera_roll_deg, camera_yaw_deg, camera_x_m,
+            camera_y_m: the camera mount in `DriveEnv`'s conventions (module doc; ranges
+            in `sim.limits`); defaults: the ROS bridge's rgb_front (`CAMERA_MOUNT`).
         route_length_m: route length built from the map's waypoints.
         render_mode: None or "rgb_array" (the last camera frame).
         max_steps: truncation limit (default: enough for the route at 4 m/s).
@@ -196,6 +263,13 @@ class CarlaDriveEnv(gym.Env):
         tm_port: int = 8000,
         enable_ros: bool = False,
         carla_module: ModuleType | None = None,
+        *,
+        camera_height_m: float = CAMERA_MOUNT["z"],
+        camera_pitch_deg: float = 0.0 - CAMERA_MOUNT["pitch"],
+        camera_roll_deg: float = CAMERA_MOUNT["roll"],
+        camera_yaw_deg: float = 0.0 - CAMERA_MOUNT["yaw"],
+        camera_x_m: float = CAMERA_MOUNT["x"],
+        camera_y_m: float = 0.0 - CAMERA_MOUNT["y"],
     ):
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode={render_mode!r}: use None or 'rgb_array'")
@@ -204,6 +278,17 @@ class CarlaDriveEnv(gym.Env):
         if route_length_m <= 2 * waypoint_spacing_m:
             raise ValueError(f"route_length_m={route_length_m}: must exceed 2 waypoint spacings")
         self.width, self.height, self.fov_deg = int(width), int(height), float(fov_deg)
+        mount = check_limits(
+            camera_x_m=camera_x_m,
+            camera_y_m=camera_y_m,
+            camera_height_m=camera_height_m,
+            camera_pitch_deg=camera_pitch_deg,
+            camera_roll_deg=camera_roll_deg,
+            camera_yaw_deg=camera_yaw_deg,
+        )
+        # the mount in sim.camera's convention: x_m, y_m, height_m, pitch_deg, roll_deg, ...
+        self._mount = {k.removeprefix("camera_"): v for k, v in mount.items()}
+        self._vehicle_spec: dict[str, float] | None = None
         self.route_length_m = float(route_length_m)
         self.render_mode = render_mode
         self.max_steps = max_steps or math.ceil(route_length_m / 4.0 / DT)
@@ -329,7 +414,7 @@ class CarlaDriveEnv(gym.Env):
             cam_bp.set_attribute(key, str(value))
         if self.enable_ros:
             cam_bp.set_attribute("ros_name", "rgb_front")
-        m = CAMERA_MOUNT
+        m = carla_mount(**self._mount)
         mount = carla.Transform(
             carla.Location(x=m["x"], y=m["y"], z=m["z"]),
             carla.Rotation(pitch=m["pitch"], yaw=m["yaw"], roll=m["roll"]),
@@ -375,12 +460,22 @@ class CarlaDriveEnv(gym.Env):
                 f"CARLA map {cmap.name}: no drivable route from spawn point {self.spawn_point}"
             )
         self._route = RoutePolyline(np.asarray(points), np.asarray(widths))
-        max_steer = math.radians(70.0)
-        with contextlib.suppress(Exception):  # the car's own wheel limit, where reported
-            max_steer = math.radians(self._vehicle.get_physics_control().wheels[0].max_steer_angle)
+        self._vehicle_spec = self._read_vehicle_spec()
         self._expert = PurePursuitExpert(
-            self._route, self.target_speed_mps, max_steer_rad=max_steer
+            self._route,
+            self.target_speed_mps,
+            wheelbase_m=self._vehicle_spec["wheelbase_m"],
+            max_steer_rad=math.radians(self._vehicle_spec["max_steer_deg"]),
         )
+
+    def _read_vehicle_spec(self) -> dict[str, float]:
+        """The spawned car's wheelbase and wheel lock, where its physics control has them."""
+        try:
+            physics = self._vehicle.get_physics_control()
+        except Exception as e:  # an API without it: CARLA's default vehicle
+            log.warning("CARLA: no physics control for %s (%s)", self.vehicle_filter, e)
+            physics = None
+        return vehicle_spec_from_physics(physics)
 
     # ---- gym API ----------------------------------------------------------------------
 
@@ -454,6 +549,26 @@ class CarlaDriveEnv(gym.Env):
     def camera_info(self) -> dict:
         """Pinhole intrinsics of the camera: width, height, fx, fy, cx, cy (no distortion)."""
         return pinhole_intrinsics(self.width, self.height, self.fov_deg)
+
+    def camera_spec(self) -> dict:
+        """The camera: `camera_info()` plus its mount x_m, y_m, height_m, pitch_deg,
+        roll_deg, yaw_deg in `DriveEnv`'s convention (module doc), as given."""
+        m = self._mount
+        return {
+            **self.camera_info(),
+            **{k: m[k] for k in ("x_m", "y_m", "height_m", "pitch_deg", "roll_deg", "yaw_deg")},
+        }
+
+    def vehicle_spec(self) -> dict:
+        """The spawned car: wheelbase_m and max_steer_deg (the front wheel angle at
+        steer = 1), from its physics control (`vehicle_spec_from_physics`). Known once
+        `reset()` has spawned it."""
+        if self._vehicle_spec is None:
+            raise RuntimeError(
+                "CarlaDriveEnv.vehicle_spec() before reset(): the car is spawned (and its "
+                "physics read) by reset(); call reset() first"
+            )
+        return dict(self._vehicle_spec)
 
     def recenter(self) -> tuple[dict, dict]:
         """Put the car on the centre line at its current progress, heading along the route.

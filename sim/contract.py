@@ -6,6 +6,14 @@ Kept by `SteeringAgent/Drive-v0` (`sim.env.DriveEnv`) and `SteeringAgent/CarlaDr
 
 - `dt`: simulated seconds per step (> 0).
 - `camera_info()`: the camera's pinhole intrinsics, a dict with `CAMERA_INFO_KEYS`.
+- `camera_spec()`: the camera's intrinsics and mount, a dict with `CAMERA_SPEC_KEYS`:
+  `camera_info()`'s values plus the lens position `x_m`, `y_m`, `height_m` (car frame:
+  X forward, Y left, Z up, origin on the ground under the car's reference point) and
+  `pitch_deg` (+ = looking down), `roll_deg` (+ = turned clockwise as seen from behind),
+  `yaw_deg` (+ = looking left), applied roll, pitch, yaw (details: `sim.camera`).
+- `vehicle_spec()`: the car, a dict with `VEHICLE_SPEC_KEYS`: `wheelbase_m` and
+  `max_steer_deg`, the front wheel angle at steer = +-1 (the unit of the action's steer
+  and of `info["expert_action"]`). Known after `reset()` (CARLA reads the spawned car).
 - `recenter() -> (obs, info)`: put the car back on the centre line at its progress,
   heading along the road, and return what the policy sees next, as after a step.
 - `render()`: the current RGB frame (uint8, H x W x 3) with render_mode "rgb_array",
@@ -40,6 +48,9 @@ INFO_KEYS: dict[str, str] = {
     "pose": "(x, y, yaw) of the car, m and rad, right-handed world frame",
 }
 CAMERA_INFO_KEYS = ("width", "height", "fx", "fy", "cx", "cy")
+CAMERA_MOUNT_KEYS = ("x_m", "y_m", "height_m", "pitch_deg", "roll_deg", "yaw_deg")
+CAMERA_SPEC_KEYS = CAMERA_INFO_KEYS + CAMERA_MOUNT_KEYS
+VEHICLE_SPEC_KEYS = ("wheelbase_m", "max_steer_deg")
 MAX_SPEED_OBS = 60.0  # m/s: the observation's "speed" is clipped to 0..MAX_SPEED_OBS
 RENDER_MODES = (None, "rgb_array")
 
@@ -60,6 +71,10 @@ class DrivingEnv(Protocol):
     def recenter(self) -> tuple[dict, dict]: ...
 
     def camera_info(self) -> dict: ...
+
+    def camera_spec(self) -> dict: ...
+
+    def vehicle_spec(self) -> dict: ...
 
     def render(self) -> np.ndarray | None: ...
 
@@ -127,6 +142,45 @@ def camera_info_problems(camera_info: object, image_shape: tuple[int, ...] | Non
     return problems
 
 
+def camera_spec_problems(camera_spec: object, camera_info: object) -> list[str]:
+    """What is wrong with a `camera_spec()` dict, given the env's `camera_info()`."""
+    if not isinstance(camera_spec, dict):
+        return [f"camera_spec() returned a {type(camera_spec).__name__}, not a dict"]
+    problems = [f"camera_spec() lacks {k!r}" for k in CAMERA_SPEC_KEYS if k not in camera_spec]
+    if problems:
+        return problems
+    bad = [k for k in CAMERA_SPEC_KEYS if not _real(camera_spec[k])]
+    if bad:
+        return [f"camera_spec() values of {bad} are not finite numbers: {camera_spec}"]
+    if isinstance(camera_info, dict):
+        differ = [
+            k for k in CAMERA_INFO_KEYS if k in camera_info and camera_info[k] != camera_spec[k]
+        ]
+        if differ:
+            problems.append(f"camera_spec() and camera_info() disagree on {differ}")
+    if not camera_spec["height_m"] > 0:
+        problems.append(f"camera_spec()['height_m'] = {camera_spec['height_m']} is not > 0")
+    for k in ("pitch_deg", "roll_deg", "yaw_deg"):
+        if not -90.0 < camera_spec[k] < 90.0:
+            problems.append(f"camera_spec()[{k!r}] = {camera_spec[k]} is not within -90..90")
+    return problems
+
+
+def vehicle_spec_problems(vehicle_spec: object) -> list[str]:
+    """What is wrong with a `vehicle_spec()` dict (empty when it keeps the contract)."""
+    if not isinstance(vehicle_spec, dict):
+        return [f"vehicle_spec() returned a {type(vehicle_spec).__name__}, not a dict"]
+    problems = [f"vehicle_spec() lacks {k!r}" for k in VEHICLE_SPEC_KEYS if k not in vehicle_spec]
+    if problems:
+        return problems
+    wb, steer = vehicle_spec["wheelbase_m"], vehicle_spec["max_steer_deg"]
+    if not (_real(wb) and wb > 0):
+        problems.append(f"vehicle_spec()['wheelbase_m'] = {wb!r} is not a positive number")
+    if not (_real(steer) and 0 < steer < 90):
+        problems.append(f"vehicle_spec()['max_steer_deg'] = {steer!r} is not within (0, 90)")
+    return problems
+
+
 def check_contract(env: Any, seed: int = 0, steps: int = 3) -> None:
     """Drive `env` (a `DrivingEnv`, unwrapped) briefly and check the whole contract.
 
@@ -137,7 +191,17 @@ def check_contract(env: Any, seed: int = 0, steps: int = 3) -> None:
     if not isinstance(env, DrivingEnv):
         missing = [
             m
-            for m in ("dt", "render_mode", "reset", "step", "recenter", "camera_info", "render")
+            for m in (
+                "dt",
+                "render_mode",
+                "reset",
+                "step",
+                "recenter",
+                "camera_info",
+                "camera_spec",
+                "vehicle_spec",
+                "render",
+            )
             if not hasattr(env, m)
         ]
         raise ContractError(f"{type(env).__name__} is no DrivingEnv: it lacks {missing}")
@@ -162,6 +226,8 @@ def check_contract(env: Any, seed: int = 0, steps: int = 3) -> None:
         problems.append(f"reset(seed): sim_time_s = {info.get('sim_time_s')!r}, not 0")
     image_shape = getattr(obs.get("image"), "shape", None) if isinstance(obs, dict) else None
     problems.extend(camera_info_problems(env.camera_info(), image_shape))
+    problems.extend(camera_spec_problems(env.camera_spec(), env.camera_info()))
+    problems.extend(vehicle_spec_problems(env.vehicle_spec()))
     frame = env.render()
     if env.render_mode is None and frame is not None:
         problems.append("render() with render_mode None returned a frame, not None")

@@ -18,10 +18,11 @@ from gymnasium import spaces
 from sim.camera import IpmCamera
 from sim.contract import MAX_SPEED_OBS
 from sim.expert import ExpertDriver
+from sim.limits import check_limits
 from sim.render import CameraMaps, RoadRenderer
 from sim.road import LaneRoad, check_seed
 from sim.seeds import EVAL_SEED_START
-from sim.vehicle import BicycleModel, VehicleState
+from sim.vehicle import BicycleModel, VehicleParams, VehicleState
 
 
 class DriveEnv(gym.Env):
@@ -33,7 +34,13 @@ class DriveEnv(gym.Env):
         render_mode: None or "rgb_array" (camera view with a top-down inset).
         max_steps: truncation limit; default: twice the time the route takes at
             `target_speed_mps`, plus 10 s.
-        camera_height_m, camera_pitch_deg, camera_x_m: camera mount.
+        camera_height_m, camera_pitch_deg, camera_x_m, camera_y_m, camera_roll_deg,
+            camera_yaw_deg: the camera mount (lens height, down tilt, position ahead of and
+            left of the car's reference point, clockwise roll seen from behind, turn to
+            the left); frames and signs in `sim.camera`, ranges in `sim.limits`. The
+            defaults are the training camera.
+        wheelbase_m, max_steer_deg: the vehicle (distance between the axles; front wheel
+            angle at steer = 1). The expert drives in this vehicle's steer units.
         target_speed_mps: the expert's cruise speed; also the start speed unless
             `start_speed_mps` is given.
         camera_jitter: shake the camera mount by up to one pixel row (seeded per road).
@@ -41,7 +48,9 @@ class DriveEnv(gym.Env):
     Actions are [steer, throttle, brake] with CARLA's meaning; values out of range are
     clipped, NaN raises ValueError. The episode terminates when the car's centre leaves
     the paved road (beyond an edge line) or the route is done. Keeps the env contract of
-    `sim.contract` (`DrivingEnv`): `dt`, `camera_info()`, `recenter()`, `INFO_KEYS`.
+    `sim.contract` (`DrivingEnv`): `dt`, `camera_info()`, `camera_spec()`,
+    `vehicle_spec()`, `recenter()`, `INFO_KEYS`. Out-of-range mounts and vehicles raise
+    ValueError naming the keyword and its range.
     """
 
     metadata: ClassVar[dict] = {"render_modes": ["rgb_array"], "render_fps": 20}
@@ -61,6 +70,12 @@ class DriveEnv(gym.Env):
         target_speed_mps: float = 10.0,
         start_speed_mps: float | None = None,
         camera_jitter: bool = True,
+        *,
+        camera_y_m: float = 0.0,
+        camera_roll_deg: float = 0.0,
+        camera_yaw_deg: float = 0.0,
+        wheelbase_m: float = 2.9,
+        max_steer_deg: float = 70.0,
     ) -> None:
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
@@ -68,8 +83,30 @@ class DriveEnv(gym.Env):
             raise ValueError(f"route_length_m must be within 10..100000, got {route_length_m!r}")
         if not 0.0 < target_speed_mps <= 30.0:
             raise ValueError(f"target_speed_mps must be within (0, 30], got {target_speed_mps}")
+        check_limits(
+            fov_deg=fov_deg,
+            camera_height_m=camera_height_m,
+            camera_pitch_deg=camera_pitch_deg,
+            camera_roll_deg=camera_roll_deg,
+            camera_yaw_deg=camera_yaw_deg,
+            camera_x_m=camera_x_m,
+            camera_y_m=camera_y_m,
+        )
+        self.vehicle_params = VehicleParams.of(wheelbase_m, max_steer_deg)
+        self._vehicle_spec = {
+            "wheelbase_m": float(wheelbase_m),
+            "max_steer_deg": float(max_steer_deg),
+        }
         self.camera = IpmCamera(
-            width, height, fov_deg, camera_height_m, camera_pitch_deg, camera_x_m
+            width,
+            height,
+            fov_deg,
+            camera_height_m,
+            camera_pitch_deg,
+            camera_x_m,
+            mount_y_m=camera_y_m,
+            roll_deg=camera_roll_deg,
+            yaw_deg=camera_yaw_deg,
         )
         self._maps = CameraMaps(self.camera, 1 if camera_jitter else 0)
         self.render_mode = render_mode
@@ -112,9 +149,11 @@ class DriveEnv(gym.Env):
         self.road_seed = road_seed
         self.road = LaneRoad.generate(road_seed, self.route_length_m)
         self.renderer = RoadRenderer(self.road, self.camera, maps=self._maps)
-        self.expert = ExpertDriver(self.road, self.target_speed_mps)
+        self.expert = ExpertDriver(self.road, self.target_speed_mps, params=self.vehicle_params)
         x, y, yaw = self.road.pose_at(0.0)
-        self.car = BicycleModel(state=VehicleState(x, y, yaw, float(self.start_speed_mps)))
+        self.car = BicycleModel(
+            self.vehicle_params, VehicleState(x, y, yaw, float(self.start_speed_mps))
+        )
         self._jitter_rng = np.random.default_rng([road_seed, 0x4A4954])
         self._steps = 0
         self._located = self.road.locate(x, y, 0.0)
@@ -187,6 +226,15 @@ class DriveEnv(gym.Env):
     def camera_info(self) -> dict:
         """Pinhole intrinsics of the camera: width, height, fx, fy, cx, cy."""
         return self.camera.camera_info()
+
+    def camera_spec(self) -> dict:
+        """The camera: `camera_info()` plus its mount x_m, y_m, height_m, pitch_deg,
+        roll_deg, yaw_deg (car frame X forward, Y left, Z up; signs in `sim.camera`)."""
+        return self.camera.spec()
+
+    def vehicle_spec(self) -> dict:
+        """The vehicle: wheelbase_m and max_steer_deg (front wheel angle at steer = 1)."""
+        return dict(self._vehicle_spec)
 
     def topdown(self, size: int = 160, metres_per_px: float = 0.25) -> np.ndarray:
         """A top-down RGB view around the car (heading up), the car drawn in red."""

@@ -404,7 +404,16 @@ class CameraMaps:
         self.near_top = float(np.clip(math.sqrt(camera.mount_height_m * camera.fy), 9.0, 16.0))
         near_bottom = float(np.nanmin(gx)) if np.isfinite(gx).any() else 0.0
         near_bottom = min(near_bottom, self.near_top - 1.0) - 0.5
+        # wide enough for the view ahead; a camera off the centre line, yawed or rolled
+        # sees the ground ahead shifted or turned sideways, so its patch is wider
+        cam = camera
         self.near_left = 0.5 * self.near_top + 4.0
+        if cam.mount_y_m != 0 or cam.yaw_deg != 0 or cam.roll_deg != 0:
+            self.near_left += (
+                abs(cam.mount_y_m)
+                + self.near_top * abs(math.tan(math.radians(cam.yaw_deg)))
+                + 0.5 * self.near_top * abs(math.sin(math.radians(cam.roll_deg)))
+            )
         self.near_h = math.ceil((self.near_top - near_bottom) / self.near_res) + 1
         self.near_w = math.ceil(2 * self.near_left / self.near_res) + 1
         # coarse enough that a far pixel covers several metres of road along its length
@@ -433,7 +442,8 @@ class CameraMaps:
         mx[in_near], my[in_near] = ncol[in_near], nrow[in_near]
         self.map1, self.map2 = cv2.convertMaps(mx, my, cv2.CV_16SC2)
         self.near_roi, self.far_roi = self._read_regions()
-        # rows that are all sky, from the top, for each jitter offset (no roll: whole rows)
+        # rows that are all sky, from the top, for each jitter offset (a rolled camera's
+        # horizon is tilted, so fewer rows are all sky; the rest are remapped)
         sky_row = sky.all(axis=1)
         h = camera.height
         self.sky_rows = [

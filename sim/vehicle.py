@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from sim.limits import VEHICLE_LIMITS, check_range
+
 
 @dataclass
 class VehicleState:
@@ -38,6 +40,26 @@ class VehicleParams:
     max_brake_mps2: float = 8.0
     drag_per_m: float = 0.0004  # aerodynamic deceleration = drag * v^2
     rolling_mps2: float = 0.1
+
+    @classmethod
+    def of(cls, wheelbase_m: float = 2.9, max_steer_deg: float = 70.0) -> VehicleParams:
+        """A car with this wheelbase (reference point midway between the axles) and this
+        front wheel angle at full lock (steer = +-1); the rest as the defaults. Out-of-range
+        values raise ValueError naming the keyword and `VEHICLE_LIMITS`' range."""
+        wheelbase_m = check_range("wheelbase_m", wheelbase_m, *VEHICLE_LIMITS["wheelbase_m"])
+        max_steer_deg = check_range(
+            "max_steer_deg", max_steer_deg, *VEHICLE_LIMITS["max_steer_deg"]
+        )
+        return cls(
+            wheelbase_m=wheelbase_m,
+            rear_to_ref_m=0.5 * wheelbase_m,
+            max_wheel_angle_rad=math.radians(max_steer_deg),
+        )
+
+    @property
+    def max_steer_deg(self) -> float:
+        """The front wheel angle at steer = +-1, degrees."""
+        return math.degrees(self.max_wheel_angle_rad)
 
 
 def _unit(value: float, lo: float, name: str) -> float:

@@ -5,8 +5,12 @@ stand-in (`make_carla_standin()`, passed as `carla_module=` or put in `sys.modul
 It fakes just enough of the CARLA 0.9.16 Python API for `sim.carla_backend`: a straight
 road along +x (CARLA's left-handed frame, y to the right), kinematic car motion, a camera
 that delivers BGRA frames per tick, collision/lane-invasion sensors, world settings, the
-traffic manager and batch destroy. Every call that matters is appended to
-`module.server.log` so tests can assert what the backend asked the "server" to do.
+traffic manager, batch destroy and a vehicle physics control (wheels with
+`max_steer_angle` in degrees and `position` in world cm, as CARLA documents them; the
+stand-in's car is `server.wheelbase_m` long between the axles with a lock of
+`server.max_steer_deg`, or has no physics control with `server.physics_control = False`).
+Every call that matters is appended to `module.server.log` so tests can assert what the
+backend asked the "server" to do.
 
 Its motion follows CARLA's documented frame (x forward, y right, yaw in degrees, + yaw
 and + steer turn right); tests/test_carla_backend.py checks the stand-in against those
@@ -75,6 +79,17 @@ class LaneType:
 
 
 @dataclass
+class WheelPhysicsControl:
+    max_steer_angle: float = 70.0  # degrees
+    position: Vector3D = field(default_factory=Vector3D)  # world, cm
+
+
+@dataclass
+class VehiclePhysicsControl:
+    wheels: list[WheelPhysicsControl] = field(default_factory=list)
+
+
+@dataclass
 class Image:
     frame: int
     width: int
@@ -138,6 +153,26 @@ class Vehicle(Actor):
     def set_transform(self, transform: Transform) -> None:
         self.server.log.append(("set_transform", transform))
         self.transform = transform
+
+    def get_physics_control(self) -> VehiclePhysicsControl:
+        """Wheels front left, front right, rear left, rear right (CARLA's order): front
+        ones steer by `server.max_steer_deg`, positions in world cm (CARLA: y right)."""
+        srv = self.server
+        srv.log.append(("get_physics_control", self.id))
+        if not srv.physics_control:
+            raise RuntimeError("carla stand-in: no physics control for this actor")
+        loc, yaw = self.transform.location, math.radians(self.transform.rotation.yaw)
+        fwd, right = (math.cos(yaw), math.sin(yaw)), (-math.sin(yaw), math.cos(yaw))
+        wheels = []
+        for along, steer in (
+            (0.5 * srv.wheelbase_m, srv.max_steer_deg),
+            (-0.5 * srv.wheelbase_m, 0.0),
+        ):
+            for side in (-0.8, 0.8):  # left, right
+                x = loc.x + along * fwd[0] + side * right[0]
+                y = loc.y + along * fwd[1] + side * right[1]
+                wheels.append(WheelPhysicsControl(steer, Vector3D(100 * x, 100 * y, 100 * 0.35)))
+        return VehiclePhysicsControl(wheels)
 
     def physics_step(self, dt: float) -> None:
         """Kinematic stand-in physics: + steer turns right (+y in CARLA's frame)."""
@@ -267,6 +302,8 @@ class StandinServer:
         self.stale_camera_frames = 0  # older frames delivered before each tick's frame
         self.drop_camera = False
         self.collide_at_frame: int | None = None
+        self.physics_control = True  # False: get_physics_control raises
+        self.wheelbase_m, self.max_steer_deg = 2.47, 70.0  # the stand-in's car
 
     def maybe_fail(self, name: str) -> None:
         self.calls[name] = self.calls.get(name, 0) + 1
@@ -344,7 +381,17 @@ def make_carla_standin(**server_options: Any) -> types.ModuleType:
     mod.command = types.SimpleNamespace(
         DestroyActor=lambda actor_id: types.SimpleNamespace(actor_id=actor_id)
     )
-    for cls in (Location, Rotation, Transform, Vector3D, WorldSettings, VehicleControl, LaneType):
+    for cls in (
+        Location,
+        Rotation,
+        Transform,
+        Vector3D,
+        WorldSettings,
+        VehicleControl,
+        LaneType,
+        WheelPhysicsControl,
+        VehiclePhysicsControl,
+    ):
         setattr(mod, cls.__name__, cls)
     mod.IS_STANDIN = True
     return mod

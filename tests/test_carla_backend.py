@@ -22,7 +22,13 @@ import numpy as np
 import pytest
 import yaml
 
-from sim.carla_backend import CarlaConnectionError, CarlaDriveEnv, CarlaSensorTimeoutError
+from sim.carla_backend import (
+    CARLA_DEFAULT_VEHICLE,
+    CarlaConnectionError,
+    CarlaDriveEnv,
+    CarlaSensorTimeoutError,
+    vehicle_spec_from_physics,
+)
 from sim.carla_route import (
     PurePursuitExpert,
     RoutePolyline,
@@ -30,7 +36,14 @@ from sim.carla_route import (
     ros_to_carla_pose,
     wrap_angle,
 )
-from sim.contract import INFO_KEYS
+from sim.contract import (
+    CAMERA_INFO_KEYS,
+    CAMERA_SPEC_KEYS,
+    INFO_KEYS,
+    VEHICLE_SPEC_KEYS,
+    check_contract,
+)
+from sim.limits import LIMITS
 from steering_agent.interfaces import topics
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -65,7 +78,31 @@ CARLA_CONVENTION = {
     ],
     # CARLA yaw_deg -> unit forward vector (x, y) in CARLA's frame
     "forward": [(0.0, (1.0, 0.0)), (90.0, (0.0, 1.0)), (-90.0, (0.0, -1.0)), (180.0, (-1.0, 0.0))],
+    # A camera mount in the env's (REP 103) terms -> CARLA's attachment transform.
+    # CARLA docs, "Python API reference", carla.Rotation: pitch is the Y-axis rotation
+    # (+ = nose up in Unreal's frame), yaw as above; the CARLA ROS bridge converts CARLA
+    # to ROS as roll = roll, pitch = -pitch, yaw = -yaw (ros_compatibility transforms,
+    # carla_rotation_to_RPY), location y = -y. ROS pitch + = nose down (right-hand rule
+    # about y left), ROS roll + = clockwise seen from behind (about x forward).
+    # (camera_x_m, camera_y_m, camera_height_m, pitch, roll, yaw) ->
+    # CARLA ((x, y, z), (pitch, yaw, roll))
+    "mounts": [
+        ((2.0, 0.0, 2.0, 0.0, 0.0, 0.0), ((2.0, 0.0, 2.0), (0.0, 0.0, 0.0))),  # rgb_front
+        ((1.0, 0.0, 1.5, 15.0, 0.0, 0.0), ((1.0, 0.0, 1.5), (-15.0, 0.0, 0.0))),  # looks down
+        ((1.0, 0.5, 1.5, 0.0, 0.0, 0.0), ((1.0, -0.5, 1.5), (0.0, 0.0, 0.0))),  # sits left
+        ((1.0, 0.0, 1.5, 0.0, 0.0, 20.0), ((1.0, 0.0, 1.5), (0.0, -20.0, 0.0))),  # looks left
+        ((1.0, 0.0, 1.5, 0.0, 5.0, 0.0), ((1.0, 0.0, 1.5), (0.0, 0.0, 5.0))),  # rolled cw
+        ((0.5, -1.2, 3.0, -10.0, -8.0, -30.0), ((0.5, 1.2, 3.0), (10.0, 30.0, -8.0))),
+    ],
 }
+MOUNT_KEYS = (
+    "camera_x_m",
+    "camera_y_m",
+    "camera_height_m",
+    "camera_pitch_deg",
+    "camera_roll_deg",
+    "camera_yaw_deg",
+)
 
 
 def same_angle(a: float, b: float, tol: float = 1e-6) -> bool:
@@ -193,6 +230,119 @@ def test_standin_camera_like_ros_bridge_rgb_front(standin):
     info = env.camera_info()
     assert info["fx"] == pytest.approx(400.0) and (info["cx"], info["cy"]) == (400.0, 300.0)
     env.close()
+
+
+def test_standin_default_camera_spec_is_rgb_front_in_the_env_convention(standin):
+    env = CarlaDriveEnv(carla_module=standin)
+    spec = env.unwrapped.camera_spec()
+    assert tuple(spec) == CAMERA_SPEC_KEYS
+    assert {k: spec[k] for k in CAMERA_INFO_KEYS} == env.camera_info()
+    mount = {k: spec[k] for k in ("x_m", "y_m", "height_m", "pitch_deg", "roll_deg", "yaw_deg")}
+    assert mount == {"x_m": 2.0, "y_m": 0.0, "height_m": 2.0, "pitch_deg": 0.0,
+                     "roll_deg": 0.0, "yaw_deg": 0.0}  # fmt: skip
+    assert all(math.copysign(1.0, v) == 1.0 for v in mount.values())  # no -0.0
+
+
+@pytest.mark.parametrize("mount, carla_tf", CARLA_CONVENTION["mounts"])
+def test_contract_camera_mount_reaches_carla_in_documented_frame(standin, mount, carla_tf):
+    kwargs = dict(zip(MOUNT_KEYS, mount, strict=True))
+    env = make_env(standin, **kwargs)
+    spec = env.unwrapped.camera_spec()
+    assert [spec[k.removeprefix("camera_")] for k in MOUNT_KEYS] == list(mount)
+    env.reset(seed=0)
+    cam = next(a for a in standin.server.actors.values() if a.type_id == "sensor.camera.rgb")
+    loc, rot = cam.transform.location, cam.transform.rotation
+    assert cam.parent is env.unwrapped._vehicle
+    assert (loc.x, loc.y, loc.z) == pytest.approx(carla_tf[0])
+    assert (rot.pitch, rot.yaw, rot.roll) == pytest.approx(carla_tf[1])
+    env.close()
+
+
+@pytest.mark.parametrize(
+    "key, bad",
+    [("camera_pitch_deg", 61.0), ("camera_pitch_deg", -31.0), ("camera_roll_deg", 46.0),
+     ("camera_yaw_deg", -46.0), ("camera_height_m", 0.1), ("camera_height_m", 11.0),
+     ("camera_y_m", 3.5)],
+)  # fmt: skip
+def test_out_of_range_camera_mount_names_the_keyword_and_range(key, bad):
+    lo, hi, _ = LIMITS[key]
+    with pytest.raises(ValueError, match=rf"^{key}=.*within {lo:g}\.\.{hi:g}"):
+        CarlaDriveEnv(carla_module=object(), **{key: bad})  # refused before any connection
+
+
+def test_standin_vehicle_spec_read_from_the_physics_control(standin):
+    env = make_env(standin)
+    with pytest.raises(RuntimeError, match="reset"):
+        env.unwrapped.vehicle_spec()
+    env.reset(seed=0)
+    spec = env.unwrapped.vehicle_spec()
+    assert tuple(spec) == VEHICLE_SPEC_KEYS
+    assert spec == pytest.approx({"wheelbase_m": 2.47, "max_steer_deg": 70.0})
+    assert calls(standin, "get_physics_control")
+    standin.server.wheelbase_m, standin.server.max_steer_deg = 3.3, 48.0
+    env.reset(seed=1)  # a new car: read again
+    want = {"wheelbase_m": 3.3, "max_steer_deg": 48.0}
+    assert env.unwrapped.vehicle_spec() == pytest.approx(want)
+    expert = env.unwrapped._expert  # the expert steers in this car's units
+    assert expert.wheelbase_m == pytest.approx(3.3)
+    assert expert.max_steer_rad == pytest.approx(math.radians(48.0))
+    check_contract(env.unwrapped, seed=2)
+    env.close()
+    assert env.unwrapped.vehicle_spec()["wheelbase_m"] == pytest.approx(3.3)  # kept
+
+
+def test_standin_vehicle_spec_falls_back_to_carlas_default_vehicle(standin, caplog):
+    standin.server.physics_control = False
+    env = make_env(standin)
+    with caplog.at_level("WARNING", logger="sim.carla_backend"):
+        env.reset(seed=0)
+    assert CARLA_DEFAULT_VEHICLE == {"wheelbase_m": 2.875, "max_steer_deg": 70.0}
+    assert env.unwrapped.vehicle_spec() == CARLA_DEFAULT_VEHICLE
+    assert "physics control" in caplog.text
+    standin.server.physics_control, standin.server.max_steer_deg = True, 0.0  # no usable lock
+    env.reset(seed=0)
+    want = {"wheelbase_m": 2.47, "max_steer_deg": 70.0}  # the wheelbase read, the lock default
+    assert env.unwrapped.vehicle_spec() == pytest.approx(want)
+    env.close()
+
+
+def test_vehicle_spec_from_physics_uses_wheel_positions_whatever_the_heading(standin):
+    wheel, vec = standin.WheelPhysicsControl, standin.Vector3D
+    # a car heading along CARLA's +y (yaw 90), front axle at y = 150 cm, rear at -130 cm
+    wheels = [
+        wheel(65.0, vec(-80.0, 150.0, 30.0)),
+        wheel(65.0, vec(80.0, 150.0, 30.0)),
+        wheel(0.0, vec(-80.0, -130.0, 30.0)),
+        wheel(0.0, vec(80.0, -130.0, 30.0)),
+    ]
+    spec = vehicle_spec_from_physics(standin.VehiclePhysicsControl(wheels))
+    assert spec == pytest.approx({"wheelbase_m": 2.8, "max_steer_deg": 65.0})
+    assert vehicle_spec_from_physics(standin.VehiclePhysicsControl([])) == CARLA_DEFAULT_VEHICLE
+    assert vehicle_spec_from_physics(None) == CARLA_DEFAULT_VEHICLE
+    same = [wheel(65.0, vec(0.0, 0.0, 0.0)) for _ in range(4)]  # unset positions
+    assert vehicle_spec_from_physics(standin.VehiclePhysicsControl(same)) == {
+        "wheelbase_m": 2.875,
+        "max_steer_deg": 65.0,
+    }
+
+
+@pytest.mark.parametrize("render_mode", [None, "rgb_array"])
+def test_check_env_and_contract_on_carla_env_with_a_chosen_mount(monkeypatch, render_mode):
+    from gymnasium.utils.env_checker import check_env
+
+    import sim  # noqa: F401
+
+    standin = make_carla_standin()
+    standin.server.wheelbase_m, standin.server.max_steer_deg = 3.0, 50.0
+    monkeypatch.setitem(sys.modules, "carla", standin)
+    mount = dict(zip(MOUNT_KEYS, CARLA_CONVENTION["mounts"][-1][0], strict=True))
+    env = gymnasium.make("SteeringAgent/CarlaDrive-v0", render_mode=render_mode, **mount,
+                         **SMALL)  # fmt: skip
+    check_env(env.unwrapped)
+    check_contract(env.unwrapped, seed=1)
+    assert env.unwrapped.camera_spec()["yaw_deg"] == -30.0
+    env.close()
+    assert standin.server.alive_actor_ids() == []
 
 
 def test_standin_exception_mid_episode_cleans_up(standin):

@@ -14,10 +14,10 @@ coordinates (u, v) and the ray `((u - cx) / fx, (v - cy) / fy, 1)` in the camera
 each pixel of the network's input is a canonical-camera pixel; where its ray meets the
 ground, that point is projected into the real camera; a ray above the horizon (or
 meeting the ground beyond `FAR_M`) keeps its direction (a point at infinity). The map
-is made once per calibration, at `supersample` x the input size when the real camera
-sees the scene in more pixels than the input has (so it is sampled without aliasing),
-and applied per frame as one `cv2.remap` (fixed-point maps) and one exact box
-reduction. Road pixels land where the canonical camera would have seen them.
+is made once per calibration and applied per frame as one `cv2.remap` (fixed-point
+maps); a real camera that sees the scene in more pixels than the input has is first
+halved with exact 2x2 box averages (only the rows the map reads), so it is not sampled
+with aliasing. Road pixels land where the canonical camera would have seen them.
 """
 
 from __future__ import annotations
@@ -166,7 +166,10 @@ class CameraCalibration:
         out_width, out_height: the network input size.
         first_row: the canonical camera's row the input starts at (crop fractions).
         supersample: sample the real frame this many times per input pixel and box-
-            average (None: from the ratio of the focal lengths, 1..4).
+            average (default 1).
+        prefilter: halve the real frame (exact 2x2 box averages) this many times before
+            sampling it, so a large frame is not sampled with aliasing (None: as often as
+            it stays at least as fine as the input, at most 3).
     """
 
     def __init__(
@@ -176,12 +179,15 @@ class CameraCalibration:
         out_width: int,
         out_height: int,
         first_row: int = 0,
-        supersample: int | None = None,
+        supersample: int = 1,
+        prefilter: int | None = None,
     ) -> None:
         self.real, self.canonical = real, canonical
         self.out_width, self.out_height = int(out_width), int(out_height)
-        if supersample is None:
-            supersample = min(4, max(1, round(real.fx / canonical.fx)))
+        if prefilter is None:
+            ratio = real.fx / canonical.fx
+            prefilter = min(3, max(0, math.floor(math.log2(ratio)))) if ratio > 1 else 0
+        self.prefilter = k = int(prefilter)
         self.supersample = s = int(supersample)
         # input pixel (i, j) covers canonical pixels [j - 1/2, j + 1/2] x [row - 1/2, ...]:
         # s x s samples at the centres of its sub-pixels
@@ -190,9 +196,30 @@ class CameraCalibration:
         v = (first_row + np.arange(self.out_height)[:, None] + offs[None, :]).reshape(-1)
         uu, vv = np.meshgrid(u, v)
         self.map_x, self.map_y = self.real_pixels(canonical, real, uu, vv)
-        self._maps = cv2.convertMaps(
-            self.map_x.astype(np.float32), self.map_y.astype(np.float32), cv2.CV_16SC2
-        )
+        # only the rows the map reads are prefiltered (aligned to whole 2^k blocks)
+        step = 2**k
+        seen = self.map_y[self.map_y >= 0]
+        lo = int(np.floor(seen.min())) if seen.size else 0
+        hi = int(np.ceil(seen.max())) + 2 if seen.size else real.height
+        lo = max(0, lo - 1) // step * step
+        hi = min(real.height, -(-hi // step) * step)
+        if hi - lo < step:
+            lo, hi = 0, min(real.height, step) if real.height >= step else real.height
+        self.rows = (lo, hi)
+        # pixel centres of the reduced image: x' = (x + 1/2) / 2^k - 1/2
+        mx = (self.map_x + 0.5) / step - 0.5
+        my = (self.map_y - lo + 0.5) / step - 0.5
+        # clamped into the reduced image: the border replicates without OpenCV's (slower)
+        # BORDER_REPLICATE
+        h_red, w_red = (hi - lo) // step, real.width // step
+        np.clip(mx, 0.0, w_red - 1.0, out=mx)
+        np.clip(my, 0.0, h_red - 1.0, out=my)
+        self._maps = cv2.convertMaps(mx.astype(np.float32), my.astype(np.float32), cv2.CV_16SC2)
+        self._levels = []
+        h, w = hi - lo, real.width
+        for _ in range(k):
+            h, w = h // 2, w // 2
+            self._levels.append(np.empty((h, w, 3), np.uint8))
         self._work = np.empty((self.out_height * s, self.out_width * s, 3), np.uint8)
 
     @staticmethod
@@ -224,12 +251,16 @@ class CameraCalibration:
         shape = (self.out_height, self.out_width, 3)
         if out is None:
             out = np.empty(shape, np.uint8)
+        lo, hi = self.rows
+        image = image[lo:hi]
+        for level in self._levels:
+            h, w = level.shape[:2]
+            cv2.resize(image[: 2 * h, : 2 * w], (w, h), dst=level, interpolation=cv2.INTER_AREA)
+            image = level
         if self.supersample == 1:
-            cv2.remap(image, *self._maps, cv2.INTER_LINEAR, dst=out,
-                      borderMode=cv2.BORDER_REPLICATE)  # fmt: skip
+            cv2.remap(image, *self._maps, cv2.INTER_LINEAR, dst=out)
             return out
-        cv2.remap(image, *self._maps, cv2.INTER_LINEAR, dst=self._work,
-                  borderMode=cv2.BORDER_REPLICATE)  # fmt: skip
+        cv2.remap(image, *self._maps, cv2.INTER_LINEAR, dst=self._work)
         cv2.resize(self._work, (self.out_width, self.out_height), dst=out,
                    interpolation=cv2.INTER_AREA)  # fmt: skip
         return out
@@ -241,5 +272,5 @@ class CameraCalibration:
             f"z={r.height_m:g} m, pitch={r.pitch_deg:g} roll={r.roll_deg:g} "
             f"yaw={r.yaw_deg:g} deg -> canonical {self.canonical.width}x"
             f"{self.canonical.height} pitch={self.canonical.pitch_deg:g} at "
-            f"{self.canonical.height_m:g} m ({self.supersample}x supersampled)"
+            f"{self.canonical.height_m:g} m (prefilter 1/{2**self.prefilter})"
         )

@@ -15,7 +15,9 @@ import pytest
 from sim.carla_backend import CarlaDriveEnv
 from sim.contract import (
     CAMERA_INFO_KEYS,
+    CAMERA_SPEC_KEYS,
     INFO_KEYS,
+    VEHICLE_SPEC_KEYS,
     ContractError,
     DrivingEnv,
     check_contract,
@@ -57,6 +59,11 @@ def test_env_keeps_the_contract(name, render_mode):
     cam = env.camera_info()
     assert tuple(cam) == CAMERA_INFO_KEYS
     assert (cam["height"], cam["width"]) == obs["image"].shape[:2]
+    spec = env.camera_spec()
+    assert tuple(spec) == CAMERA_SPEC_KEYS and {k: spec[k] for k in CAMERA_INFO_KEYS} == cam
+    vehicle = env.vehicle_spec()
+    assert tuple(vehicle) == VEHICLE_SPEC_KEYS
+    assert vehicle["wheelbase_m"] > 0 and 0 < vehicle["max_steer_deg"] < 90
     obs, _, _, _, info = env.step(info["expert_action"])
     assert set(INFO_KEYS) <= set(info) and info["sim_time_s"] == pytest.approx(env.dt)
     out = env.recenter()
@@ -105,6 +112,20 @@ class _Broken(DriveEnv):
             del info["cy"]
         return info
 
+    def camera_spec(self):
+        spec = super().camera_spec()
+        if self.breaks == "camera_spec":
+            del spec["roll_deg"]
+        if self.breaks == "camera_spec_fx":
+            spec["fx"] += 1.0
+        return spec
+
+    def vehicle_spec(self):
+        spec = super().vehicle_spec()
+        if self.breaks == "vehicle_spec":
+            spec["max_steer_deg"] = 120.0
+        return spec
+
     def render(self):
         return np.zeros((2, 2, 3), np.uint8) if self.breaks == "render" else super().render()
 
@@ -116,6 +137,9 @@ class _Broken(DriveEnv):
         ("info", r"lacks 'progress_m'"),
         ("camera", r"camera_info\(\) lacks 'cy'"),
         ("render", r"render_mode None returned a frame"),
+        ("camera_spec", r"camera_spec\(\) lacks 'roll_deg'"),
+        ("camera_spec_fx", r"camera_spec\(\) and camera_info\(\) disagree on \['fx'\]"),
+        ("vehicle_spec", r"max_steer_deg'\] = 120.0 is not within \(0, 90\)"),
     ],
 )
 def test_check_contract_catches_breaks(breaks, message):
@@ -145,3 +169,17 @@ def test_consumers_read_only_contract_keys():
     }
     assert used, "the pattern found no info reads at all"
     assert used <= set(INFO_KEYS) | set(CAMERA_INFO_KEYS), used - set(INFO_KEYS)
+
+
+class _Old(DriveEnv):
+    """An env from before camera_spec()/vehicle_spec(): no longer a DrivingEnv."""
+
+    def __getattribute__(self, name):
+        if name in ("camera_spec", "vehicle_spec"):
+            raise AttributeError(name)
+        return super().__getattribute__(name)
+
+
+def test_check_contract_names_missing_spec_methods():
+    with pytest.raises(ContractError, match=r"lacks \['camera_spec', 'vehicle_spec'\]"):
+        check_contract(_Old(route_length_m=50.0))

@@ -72,6 +72,25 @@ class EvalConfig:
     perturb: Perturbations = Perturbations()
     max_episode_s: float | None = None  # default: the route at an average 2 m/s
     stuck_s: float = 30.0  # end an episode that gains under 1 m in this long
+    # more keyword arguments of the env: the camera mount, fov_deg, the vehicle
+    # (camera_pitch_deg, wheelbase_m, ...); the policy is told the same camera and car
+    env_kwargs: tuple[tuple[str, object], ...] = ()
+
+    def env_options(self) -> dict:
+        """All keyword arguments of `SteeringAgent/Drive-v0` for this evaluation."""
+        return {"width": self.width, "height": self.height,
+                "route_length_m": self.route_length_m, **dict(self.env_kwargs)}  # fmt: skip
+
+    def camera_and_vehicle(self) -> tuple[dict | None, dict | None]:
+        """(camera_spec, vehicle_spec) of the evaluation's env, or (None, None) for the
+        default camera and car (the policy then assumes its canonical ones)."""
+        if not self.env_kwargs and (self.width, self.height) == (200, 66):
+            return None, None
+        env = make_env(self)
+        try:
+            return env.unwrapped.camera_spec(), env.unwrapped.vehicle_spec()
+        finally:
+            env.close()
 
     def rules(self) -> EpisodeRules:
         """How each episode is judged (`episodes.EpisodeRules`)."""
@@ -113,7 +132,14 @@ class ExpertPolicy:
 class CheckpointPolicy:
     """A trained checkpoint run through `BatchedSteeringPolicy` (the shared runtime)."""
 
-    def __init__(self, path: str | Path, batch_size: int, device: str = "auto") -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        batch_size: int,
+        device: str = "auto",
+        camera: dict | None = None,
+        vehicle: dict | None = None,
+    ) -> None:
         from steering_agent.policy.policy import BatchedSteeringPolicy
 
         path = Path(path)
@@ -124,7 +150,9 @@ class CheckpointPolicy:
             )
         self.name = path.stem
         self.path = path
-        self._policy = BatchedSteeringPolicy.load(path, batch_size=batch_size, device=device)
+        self._policy = BatchedSteeringPolicy.load(
+            path, batch_size=batch_size, device=device, camera=camera, vehicle=vehicle
+        )
 
     def reset(self, indices: Sequence[int] | None = None) -> None:
         self._policy.reset(indices)
@@ -133,26 +161,24 @@ class CheckpointPolicy:
         return self._policy.step(images, stamps, speeds, active=active)
 
 
-def make_policy(spec: str, batch_size: int, device: str = "auto") -> BatchPolicy:
-    """``"expert"`` or a checkpoint path -> a batch policy."""
+def make_policy(
+    spec: str, batch_size: int, device: str = "auto", cfg: EvalConfig | None = None
+) -> BatchPolicy:
+    """``"expert"`` or a checkpoint path -> a batch policy (told the camera and car of
+    `cfg`'s env)."""
     if spec == "expert":
         return ExpertPolicy()
-    return CheckpointPolicy(spec, batch_size=batch_size, device=device)
+    camera, vehicle = (None, None) if cfg is None else cfg.camera_and_vehicle()
+    return CheckpointPolicy(spec, batch_size, device, camera, vehicle)
 
 
 def make_env(cfg: EvalConfig, render_mode: str | None = None):
-    """One `SteeringAgent/Drive-v0` with the evaluation's camera and route."""
+    """One `SteeringAgent/Drive-v0` with the evaluation's camera, car and route."""
     import gymnasium
 
     import sim  # noqa: F401  (registers the env ids)
 
-    return gymnasium.make(
-        ENV_ID,
-        width=cfg.width,
-        height=cfg.height,
-        route_length_m=cfg.route_length_m,
-        render_mode=render_mode,
-    )
+    return gymnasium.make(ENV_ID, render_mode=render_mode, **cfg.env_options())
 
 
 def perturbation_rng(seed: int) -> np.random.Generator:

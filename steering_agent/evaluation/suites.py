@@ -1,0 +1,96 @@
+"""Named evaluation suites: fixed cells of settings, each driven on held-out seeds.
+
+`cameras`: the camera and vehicle grid. Not the full product of the values below but a
+covering design (`camera_cells`): 15 cells in which every value of every factor occurs
+at least three times, plus the canonical cell (the training camera and car), the CARLA
+ROS bridge's `rgb_front` on CARLA's default car, and a 40-degree car with a 1280x720
+camera on the bridge's mount.
+
+    pitch 0, 5, 10, 15, 20 deg (down) | height 1.2, 1.5, 2.0, 2.4 m | FOV 60, 90, 110 deg
+    200x66, 800x600, 1280x720         | lock 40, 55, 70 deg        | wheelbase 2.5, 2.9, 3.2 m
+
+Every cell drives the same seeds; the policy is told the cell's camera and car
+(`camera_spec()`, `vehicle_spec()`), as a user passes them to `SteeringPolicy.load`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from steering_agent.evaluation import metrics
+from steering_agent.evaluation.vec_eval import EvalConfig, make_policy, run_episodes
+
+PITCH = (0.0, 5.0, 10.0, 15.0, 20.0)
+HEIGHT = (1.2, 1.5, 2.0, 2.4)
+FOV = (60.0, 90.0, 110.0)
+RESOLUTION = ((200, 66), (800, 600), (1280, 720))
+LOCK = (40.0, 55.0, 70.0)
+WHEELBASE = (2.5, 2.9, 3.2)
+CANONICAL = "canonical"
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One camera and car: a name and the env keyword arguments that make it."""
+
+    name: str
+    width: int
+    height: int
+    env_kwargs: tuple[tuple[str, object], ...]
+
+    def config(self, route_length_m: float, num_envs: int) -> EvalConfig:
+        return EvalConfig(
+            route_length_m=route_length_m, width=self.width, height=self.height,
+            num_envs=num_envs, env_kwargs=self.env_kwargs,
+        )  # fmt: skip
+
+    def describe(self) -> dict:
+        return {"width": self.width, "height": self.height, **dict(self.env_kwargs)}
+
+
+def _cell(name, res, pitch, height_m, fov, lock, wheelbase, x_m=1.0) -> Cell:
+    kw = (("camera_pitch_deg", pitch), ("camera_height_m", height_m), ("camera_x_m", x_m),
+          ("fov_deg", fov), ("max_steer_deg", lock), ("wheelbase_m", wheelbase))  # fmt: skip
+    return Cell(name, res[0], res[1], kw)
+
+
+def camera_cells() -> list[Cell]:
+    """The `cameras` suite (module doc)."""
+    cells = [_cell(CANONICAL, (200, 66), 15.0, 1.5, 90.0, 70.0, 2.9)]
+    for i in range(15):
+        cells.append(
+            _cell(
+                f"grid{i:02d}",
+                RESOLUTION[(i // 3) % 3],
+                PITCH[i % 5],
+                HEIGHT[i % 4],
+                FOV[i % 3],
+                LOCK[(i // 5) % 3],
+                WHEELBASE[(i + i // 5) % 3],
+            )
+        )
+    cells.append(_cell("carla_bridge", (800, 600), 0.0, 2.0, 90.0, 70.0, 2.875, x_m=2.0))
+    cells.append(_cell("lock40_1280x720", (1280, 720), 0.0, 2.0, 90.0, 40.0, 2.875, x_m=2.0))
+    return cells
+
+
+def run_cells(
+    spec: str,
+    cells: Sequence[Cell],
+    seeds: Sequence[int],
+    route_length_m: float,
+    num_envs: int = 4,
+    device: str = "auto",
+    on_cell: Callable[[str, dict], None] | None = None,
+) -> dict[str, dict]:
+    """Drive policy `spec` over every cell; {cell name: metrics.aggregate row + settings}."""
+    rows = {}
+    for cell in cells:
+        cfg = cell.config(route_length_m, max(1, min(num_envs, len(seeds))))
+        policy = make_policy(spec, cfg.num_envs, device, cfg)
+        traces = run_episodes(policy, seeds, cfg)
+        rows[cell.name] = {**metrics.aggregate(traces), "settings": cell.describe()}
+        if on_cell is not None:
+            on_cell(cell.name, rows[cell.name])
+    return rows

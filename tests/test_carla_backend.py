@@ -22,19 +22,19 @@ import numpy as np
 import pytest
 import yaml
 
-from sim.carla_backend import (
-    CARLA_DEFAULT_VEHICLE,
-    CarlaConnectionError,
-    CarlaDriveEnv,
-    CarlaSensorTimeoutError,
-    vehicle_spec_from_physics,
-)
+from sim.carla_backend import CarlaDriveEnv
 from sim.carla_route import (
     PurePursuitExpert,
     RoutePolyline,
     carla_to_ros_pose,
     ros_to_carla_pose,
     wrap_angle,
+)
+from sim.carla_session import (
+    CARLA_DEFAULT_VEHICLE,
+    CarlaConnectionError,
+    CarlaSensorTimeoutError,
+    vehicle_spec_from_physics,
 )
 from sim.contract import (
     CAMERA_INFO_KEYS,

@@ -68,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from sim.carla_backend import CarlaConnectionError
+    from sim.carla_session import CarlaConnectionError
 
     args = build_parser().parse_args(argv)
     spawn = None if args.spawn_point == "seed" else int(args.spawn_point)

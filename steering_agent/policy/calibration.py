@@ -13,10 +13,10 @@ coordinates (u, v) and the ray `((u - cx) / fx, (v - cy) / fy, 1)` in the camera
 `CameraCalibration` maps the real camera onto the canonical one by the ground plane:
 each pixel of the network's input is a canonical-camera pixel; where its ray meets the
 ground, that point is projected into the real camera (ground nearer than the real
-camera sees is shown by the nearest visible ground at the same lateral offset); a ray
-above the horizon (or meeting the ground beyond `FAR_M`) keeps its direction (a point
-at infinity). The map
-is made once per calibration and applied per frame as one `cv2.remap` (fixed-point
+camera sees, below or beside its frame, is shown by the nearest visible ground at the
+same lateral offset); a ray above the horizon (or meeting the ground beyond `FAR_M`)
+keeps its direction (a point at infinity). The map is made once per calibration and
+applied per frame as one `cv2.remap` (fixed-point
 maps); a real camera that sees the scene in more pixels than the input has is first
 halved with exact 2x2 box averages (only the rows the map reads), so it is not sampled
 with aliasing. Road pixels land where the canonical camera would have seen them.
@@ -235,18 +235,22 @@ class CameraCalibration:
         ground = np.isfinite(t) & (t * np.hypot(d[..., 0], d[..., 1]) <= FAR_M)
         point = canonical.position() + np.where(ground, t, 0.0)[..., None] * d
         gx, gy = real.project(point)
-        # Ground nearer than the real camera sees (below its frame): the road is taken to
-        # run on straight under the view, so such a point shows the nearest visible point
+
+        # Ground nearer than the real camera sees (below or beside its frame): the road is
+        # taken to run on straight there, so such a point shows the nearest visible point
         # at the same lateral offset (lane lines keep their place instead of vanishing).
-        below = ground & ~(gy <= real.height - 1)
+        def visible(x, y):
+            return (y <= real.height - 1) & (x >= 0) & (x <= real.width - 1)
+
+        below = ground & ~visible(gx, gy)
         if below.any():
             near = point[below]
             lo = near[:, 0].copy()
             hi = lo + FAR_M
             for _ in range(40):  # bisection on the distance ahead
                 mid = 0.5 * (lo + hi)
-                _, v = real.project(np.stack([mid, near[:, 1], near[:, 2]], axis=1))
-                seen = v <= real.height - 1
+                u, v = real.project(np.stack([mid, near[:, 1], near[:, 2]], axis=1))
+                seen = visible(u, v)
                 hi, lo = np.where(seen, mid, hi), np.where(seen, lo, mid)
             near[:, 0] = hi
             gx[below], gy[below] = real.project(near)

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from steering_agent.common import cli_args
+
 SUITES = ("inference", "sim", "ros", "record", "eval")
 
 
@@ -319,32 +321,40 @@ def table(results: list) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    a = cli_args
     parser.add_argument("suite", nargs="?", default="all", choices=[*SUITES, "all"])
     parser.add_argument("--json", type=Path, help="write the results JSON here")
-    parser.add_argument("--repeats", type=int, default=5, help="repeated runs per measurement")
-    parser.add_argument("--policy", help="checkpoint to time (default: shipped, else random)")
-    parser.add_argument("--device", default="cpu", help="torch device for inference")
     parser.add_argument(
-        "--threads", type=int, default=None, help="torch CPU threads (default: one per core)"
+        "--repeats", type=a.positive_int, default=5, help="repeated runs per measurement"
+    )
+    parser.add_argument("--policy", help="checkpoint to time (default: shipped, else random)")
+    parser.add_argument(
+        "--device", type=a.device, default="cpu", help=f"torch device for inference: {a.DEVICES}"
+    )
+    parser.add_argument(
+        "--threads",
+        type=a.positive_int,
+        default=None,
+        help="torch CPU threads (default: one per core)",
     )
     parser.add_argument("--quick", action="store_true", help="tiny sizes (a smoke test)")
 
 
 def run(args: argparse.Namespace) -> int:
+    """Checks --json and --policy first, then runs the suites. A user's mistake raises
+    one of `cli_args.user_errors` (one line, exit 2, from `steering_agent.cli`)."""
     from steering_agent.evaluation.report import versions
     from steering_agent.policy.threads import set_torch_threads
 
     if args.repeats < 1:
-        print(f"steering-agent bench: --repeats must be >= 1, got {args.repeats}", file=sys.stderr)
-        return 2
-    try:
-        set_torch_threads(args.threads)
-    except ValueError as e:
-        print(f"steering-agent bench: {e}", file=sys.stderr)
-        return 2
-    if args.policy and not Path(args.policy).is_file():
-        print(f"steering-agent bench: --policy {args.policy}: no such file", file=sys.stderr)
-        return 2
+        raise cli_args.UsageError(f"--repeats must be >= 1, got {args.repeats}")
+    if args.json:
+        cli_args.writable_file(args.json, "--json")
+    if args.policy:
+        from steering_agent.policy.checkpoint import load_checkpoint
+
+        load_checkpoint(args.policy, option="--policy")
+    set_torch_threads(args.threads)
     names = list(SUITES) if args.suite == "all" else [args.suite]
     results = run_suites(names, args.repeats, args.quick, args.policy, args.device)
     print(table(results))

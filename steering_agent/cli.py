@@ -1,11 +1,20 @@
 """`steering-agent VERB ...`: one thin command per verb, each a module with
-`add_arguments(parser)` and `run(args) -> int`, imported only when used."""
+`add_arguments(parser)` and `run(args) -> int`, imported only when used.
+
+A user's mistake never ends in a traceback: a bad option value stops the parser, and
+the user-facing errors a verb raises (`steering_agent.common.cli_args.user_errors`:
+unwritable outputs, unreadable checkpoints, missing files or extras, no CARLA server)
+are printed as one line, exit code 2. Any other exception is a bug and keeps its
+traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
 import importlib
 import sys
+
+from steering_agent.common.cli_args import one_line, user_errors
 
 VERBS: dict[str, tuple[str, str]] = {
     "drive": ("steering_agent.drive", "drive one closed-loop episode and summarise it"),
@@ -16,11 +25,20 @@ VERBS: dict[str, tuple[str, str]] = {
     "closed-loop": ("steering_agent.ros.closed_loop", "sim_bridge + agent over DDS"),
     "export-onnx": ("steering_agent.policy.onnx_export", "export a checkpoint to ONNX"),
     "sim-preview": ("sim.preview", "save a picture of frames from several seeds"),
+    "recover": ("steering_agent.data.bagio", "make a bag of a killed recorder readable"),
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors on one line: the option, the problem, where to read more."""
+
+    def error(self, message: str):
+        text = " ".join(message.split())
+        self.exit(2, f"{self.prog}: {text} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="steering-agent", description=__doc__)
+    parser = _Parser(prog="steering-agent", description=__doc__)
     sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
     for verb, (module, help_text) in VERBS.items():
         p = sub.add_parser(verb, help=help_text, description=help_text)
@@ -33,8 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] and argv[0] in VERBS:
-        parser = argparse.ArgumentParser(prog=f"steering-agent {argv[0]}")
-        module = importlib.import_module(VERBS[argv[0]][0])
+        verb = argv[0]
+        parser = _Parser(prog=f"steering-agent {verb}", description=VERBS[verb][1])
+        module = importlib.import_module(VERBS[verb][0])
         module.add_arguments(parser)
         args = parser.parse_args(argv[1:])
         try:
@@ -42,6 +61,9 @@ def main(argv: list[str] | None = None) -> int:
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
             return 130
+        except user_errors() as e:  # evaluated when raised: the classes loaded by then
+            print(f"steering-agent {verb}: {one_line(e)}", file=sys.stderr)
+            return 2
     build_parser().parse_args(argv)  # prints usage / help and exits
     return 2
 

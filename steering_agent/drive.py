@@ -14,6 +14,7 @@ import json
 import sys
 from pathlib import Path
 
+from steering_agent.common import cli_args
 from steering_agent.evaluation import metrics
 from steering_agent.evaluation.evaluate import (
     evaluate_policies,
@@ -30,14 +31,15 @@ def resolve_policy(spec: str) -> tuple[str, str | None]:
     """(policy spec for `vec_eval.make_policy`, a notice to print or None).
 
     Raises:
-        FileNotFoundError: an explicit checkpoint path does not exist.
+        FileNotFoundError: an explicit checkpoint path does not exist (a directory or a
+            file that is no checkpoint is refused by `load_checkpoint`).
     """
     if spec == "expert":
         return "expert", "driving the simulator's EXPERT (--policy expert), not a learned agent"
     if spec != AUTO:
-        if not Path(spec).is_file():
+        if not Path(spec).exists():
             raise FileNotFoundError(
-                f"--policy {spec}: no such checkpoint; pass a .pt from `steering-agent train`, "
+                f"--policy {spec} does not exist; pass a .pt from `steering-agent train`, "
                 "leave --policy out for the shipped one, or use --policy expert"
             )
         return spec, None
@@ -65,28 +67,41 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="PATH|expert",
         help="checkpoint to drive (default: the shipped checkpoints/cnn_lstm.pt) or 'expert'",
     )
-    parser.add_argument("--seed", type=int, default=0, help="offset into the evaluation seeds")
-    parser.add_argument("--route-length-m", type=float, default=1000.0)
-    parser.add_argument("--out", type=Path, default=Path("runs/demo"), help="output folder")
-    parser.add_argument("--width", type=int, default=200)
-    parser.add_argument("--height", type=int, default=66)
-    parser.add_argument("--device", default="auto", help="torch device for the checkpoint")
     parser.add_argument(
-        "--threads", type=int, default=1, help="torch CPU threads (1 suits one camera stream)"
+        "--seed", type=cli_args.nonneg_int, default=0, help="offset into the evaluation seeds"
+    )
+    parser.add_argument("--route-length-m", type=cli_args.route_length, default=1000.0)
+    parser.add_argument("--out", type=Path, default=Path("runs/demo"), help="output folder")
+    parser.add_argument("--width", type=cli_args.camera_px, default=200)
+    parser.add_argument("--height", type=cli_args.camera_px, default=66)
+    parser.add_argument(
+        "--device",
+        type=cli_args.device,
+        default="auto",
+        help=f"torch device for the checkpoint: {cli_args.DEVICES}",
+    )
+    parser.add_argument(
+        "--threads",
+        type=cli_args.positive_int,
+        default=1,
+        help="torch CPU threads (1 suits one camera stream)",
     )
     parser.add_argument("--no-video", action="store_true", help="skip the MP4")
 
 
 def run(args: argparse.Namespace) -> int:
+    """Checks every input and the output folder first, then drives; a user's mistake
+    raises one of `cli_args.user_errors` (one line, exit 2, from `steering_agent.cli`)."""
     from steering_agent.evaluation import report
 
-    try:
-        set_torch_threads(args.threads)
-        spec, notice = resolve_policy(args.policy)
-        seeds = resolve_seeds(1, args.seed)
-    except (FileNotFoundError, ValueError) as e:
-        print(f"steering-agent drive: {e}", file=sys.stderr)
-        return 2
+    cli_args.writable_dir(args.out, "--out")
+    spec, notice = resolve_policy(args.policy)
+    if spec != "expert":
+        from steering_agent.policy.checkpoint import load_checkpoint
+
+        load_checkpoint(spec, option="--policy")
+    seeds = resolve_seeds(1, args.seed)
+    set_torch_threads(args.threads)
     if notice:
         print(f"*** {notice}", file=sys.stderr)
     skipped = report.plots_notice()
@@ -103,9 +118,6 @@ def run(args: argparse.Namespace) -> int:
         runs = evaluate_policies(
             [spec], seeds, cfg, args.device, {name: video.add} if video else None
         )
-    except (FileNotFoundError, ValueError) as e:
-        print(f"steering-agent drive: {e}", file=sys.stderr)
-        return 2
     finally:
         if video:
             video.close()
@@ -113,6 +125,7 @@ def run(args: argparse.Namespace) -> int:
     if notice:
         doc["notice"] = notice
     print(summary_text(name, doc["policies"][name], seeds[0]))
+    args.out.mkdir(parents=True, exist_ok=True)
     paths = report.write_report(args.out, doc, runs, video=video)
     (args.out / "drive.json").write_text(json.dumps(doc, indent=2))
     for path in [args.out / "drive.json", *paths]:
@@ -122,11 +135,12 @@ def run(args: argparse.Namespace) -> int:
 
 def summary_text(name: str, row: dict, seed: int) -> str:
     """The printed summary of one episode's metrics."""
+    clamped = ", clamped at 0" if row.get("autonomy_clamped") else ""
     return "\n".join(
         [
             f"policy {name} on held-out seed {seed}:",
             f"  autonomy          {row['autonomy_pct']:7.1f} %  ({row['interventions']} "
-            f"interventions beyond {metrics.INTERVENTION_THRESHOLD_M:g} m)",
+            f"interventions beyond {metrics.INTERVENTION_THRESHOLD_M:g} m{clamped})",
             f"  lateral error     {row['mean_abs_lateral_m']:7.3f} m mean, "
             f"{row['p95_abs_lateral_m']:.3f} m p95",
             f"  route completion  {row['route_completion_pct']:7.1f} %  "

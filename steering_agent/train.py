@@ -28,7 +28,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from steering_agent.common.extras import MissingExtra, require
+from steering_agent.common import cli_args
+from steering_agent.common.cli_args import UsageError
+from steering_agent.common.extras import require
 from steering_agent.policy.backends import resolve_device
 from steering_agent.policy.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from steering_agent.policy.model import ARCHS, ModelConfig, SteeringNet
@@ -122,7 +124,11 @@ class ChunkStream:
         self.eps, self.batch, self.seq_len, self.rng = eps, batch, seq_len, rng
         usable = [e for e in eps if len(e.steer) >= seq_len]
         if not usable:
-            raise ValueError(f"no training episode has --seq-len {seq_len} frames; lower it")
+            longest = max((len(e.steer) for e in eps), default=0)
+            raise UsageError(
+                f"--seq-len {seq_len}: no training episode has that many frames (the longest "
+                f"has {longest}); lower --seq-len or record longer episodes"
+            )
         self.eps = usable
         self.total_chunks = sum(len(e.steer) // seq_len for e in usable)
 
@@ -250,8 +256,13 @@ def train(
     names a checkpoint whose weights training starts from (fine-tuning, e.g. on CARLA
     drives); its architecture and preprocessing must be `cfg`'s (see `init_checkpoint`).
 
+    Without a validation episode (one episode, or `val_fraction` 0) no validation RMSE
+    is measured: `val_rmse` is None in the history, `best_val_rmse` None, and `out`
+    holds the last epoch's weights (its provenance says so under `validation`).
+
     Returns:
-        dict(history=[{epoch, train_loss, val_rmse}], best_val_rmse, out, seconds).
+        dict(history=[{epoch, train_loss, val_rmse}], best_val_rmse, validation (the
+        number of validation episodes), train_episodes, out, seconds).
     """
     from tqdm import tqdm
 
@@ -265,15 +276,22 @@ def train(
     t_start = time.monotonic()
     prepared = prepare(episodes, cfg.preprocess)
     if not prepared:
-        raise ValueError("no training data: every episode has fewer than 2 frames")
+        raise UsageError("no training data: every episode has fewer than 2 frames")
     train_eps, val_eps = split_episodes(prepared, cfg.val_fraction, cfg.seed)
+    if not val_eps:
+        print(
+            f"warning: no validation episode ({len(prepared)} usable episode(s), val "
+            f"fraction {cfg.val_fraction:g}): no val rmse is measured and the checkpoint "
+            "holds the last epoch; record 2 or more episodes to validate",
+            file=sys.stderr,
+        )
     stream = ChunkStream(train_eps, cfg.batch, cfg.seq_len, rng)
     model_cfg = ModelConfig(arch=cfg.arch, height=cfg.preprocess.height, width=cfg.preprocess.width)
     model = SteeringNet(model_cfg)
     init_prov = {}
     if init is not None:
         if resume:
-            raise ValueError("--init and --resume together: --resume continues <out>.last.pt")
+            raise UsageError("--init and --resume together: --resume continues <out>.last.pt")
         start = init_checkpoint(init, cfg)
         model.load_state_dict(start.state_dict)
         init_prov = {"init": {"path": str(init), **_provenance_summary(start.provenance)}}
@@ -281,7 +299,7 @@ def train(
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _warmup_cosine(cfg.epochs * len(stream)))
     out = Path(out)
-    last_path = out.with_name(out.stem + ".last.pt")
+    last_path = last_path_of(out)
     history, best, start_epoch = [], math.inf, 0
     if resume:
         start_epoch, best, history = _resume(last_path, model, opt, sched)
@@ -306,21 +324,28 @@ def train(
         )
         loss = train_epoch(model, opt, sched, stream, cfg, rng, bar)
         bar.close()
-        val = evaluate_rmse(model, val_eps) if val_eps else math.sqrt(loss)
+        if val_eps:
+            val = evaluate_rmse(model, val_eps)
+            improved, best = val < best, min(best, val)
+            text = f"val rmse {val:.4f}"
+        else:  # no validation: the checkpoint follows the last epoch, nothing is "val"
+            val, improved, text = None, True, "no validation episode"
         history.append({"epoch": epoch + 1, "train_loss": loss, "val_rmse": val})
-        print(f"epoch {epoch + 1}: train mse {loss:.5f}  val rmse {val:.4f}", file=sys.stderr)
+        print(f"epoch {epoch + 1}: train mse {loss:.5f}  {text}", file=sys.stderr)
         if writer is not None:
             writer.add_scalar("train/mse", loss, epoch + 1)
-            writer.add_scalar("val/rmse", val, epoch + 1)
+            if val is not None:
+                writer.add_scalar("val/rmse", val, epoch + 1)
             writer.add_scalar("train/lr", sched.get_last_lr()[0], epoch + 1)
         seconds = time.monotonic() - t_start
         metrics = {
-            "best_val_rmse": min(best, val),
+            "best_val_rmse": best if val_eps else None,
             "history": history,
             "train_seconds": round(seconds, 1),
         }
-        if val < best:
-            best = val
+        if not val_eps:
+            metrics["validation"] = "none: no validation episode, the last epoch's weights"
+        if improved:
             save_checkpoint(out, model, model_cfg, cfg.preprocess, {**prov, **metrics})
         training_state = {
             "epoch": epoch + 1,
@@ -341,7 +366,9 @@ def train(
         writer.close()
     return {
         "history": history,
-        "best_val_rmse": best,
+        "best_val_rmse": best if val_eps else None,
+        "validation": len(val_eps),
+        "train_episodes": len(train_eps),
         "out": str(out),
         "seconds": time.monotonic() - t_start,
     }
@@ -370,10 +397,7 @@ def init_checkpoint(path: str | os.PathLike, cfg: TrainConfig):
 
 
 def _load_init(path: str | os.PathLike):
-    try:
-        return load_checkpoint(path)
-    except CheckpointError as e:
-        raise CheckpointError(f"--init: {e}") from None
+    return load_checkpoint(path, option="--init")
 
 
 def _provenance_summary(prov: dict) -> dict:
@@ -383,10 +407,7 @@ def _provenance_summary(prov: dict) -> dict:
 
 
 def _resume(last_path: Path, model, opt, sched) -> tuple[int, float, list]:
-    try:
-        ckpt = load_checkpoint(last_path)
-    except CheckpointError as e:
-        raise CheckpointError(f"--resume: {e}") from None
+    ckpt = load_checkpoint(last_path, option="--resume")
     ts = ckpt.training_state
     if not ts:
         raise CheckpointError(f"--resume: {last_path} holds no optimizer state")
@@ -399,17 +420,27 @@ def _resume(last_path: Path, model, opt, sched) -> tuple[int, float, list]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     d = TrainConfig()
     p = PreprocessConfig()
+    a = cli_args
     parser.add_argument("--data", required=True, help="folder of recorded bags")
     parser.add_argument(
         "--arch", choices=ARCHS, default=None, help=f"default: --init's, else {d.arch}"
     )
     parser.add_argument("--out", required=True, help="checkpoint to write (best validation)")
-    parser.add_argument("--epochs", type=int, default=d.epochs)
-    parser.add_argument("--seq-len", type=int, default=d.seq_len, help="frames per TBPTT chunk")
-    parser.add_argument("--batch", type=int, default=d.batch, help="sequences per batch")
-    parser.add_argument("--lr", type=float, default=d.lr, help="peak learning rate (one-cycle)")
-    parser.add_argument("--val-fraction", type=float, default=d.val_fraction)
-    parser.add_argument("--seed", type=int, default=d.seed)
+    parser.add_argument("--epochs", type=a.positive_int, default=d.epochs)
+    parser.add_argument(
+        "--seq-len", type=a.positive_int, default=d.seq_len, help="frames per TBPTT chunk"
+    )
+    parser.add_argument("--batch", type=a.positive_int, default=d.batch, help="sequences per batch")
+    parser.add_argument(
+        "--lr", type=a.positive_float, default=d.lr, help="peak learning rate (one-cycle)"
+    )
+    parser.add_argument(
+        "--val-fraction",
+        type=a.fraction,
+        default=d.val_fraction,
+        help="share of episodes held out for validation, in [0, 1) (0: none)",
+    )
+    parser.add_argument("--seed", type=a.nonneg_int, default=d.seed)
     start = parser.add_mutually_exclusive_group()
     start.add_argument("--resume", action="store_true", help="continue from <out>.last.pt")
     start.add_argument(
@@ -420,18 +451,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "preprocessing unless --crop-top/--crop-bottom/--color are given)",
     )
     parser.add_argument("--logdir", default=None, help="TensorBoard folder (default: none)")
-    parser.add_argument("--max-shift-px", type=int, default=d.max_shift_px)
-    parser.add_argument("--shift-steer-per-px", type=float, default=d.shift_steer_per_px)
+    parser.add_argument("--max-shift-px", type=a.nonneg_int, default=d.max_shift_px)
+    parser.add_argument("--shift-steer-per-px", type=a.finite_float, default=d.shift_steer_per_px)
     parser.add_argument(
         "--delta-weight",
-        type=float,
+        type=a.nonneg_float,
         default=d.delta_weight,
         help="weight of the frame-to-frame steering-change loss (0: off)",
     )
-    parser.add_argument("--crop-top", type=float, default=None, help=f"default {p.crop_top}")
-    parser.add_argument("--crop-bottom", type=float, default=None, help=f"default {p.crop_bottom}")
+    parser.add_argument("--crop-top", type=a.fraction, default=None, help=f"default {p.crop_top}")
+    parser.add_argument(
+        "--crop-bottom", type=a.fraction, default=None, help=f"default {p.crop_bottom}"
+    )
     parser.add_argument("--color", choices=("yuv", "rgb"), default=None, help=f"default {p.color}")
-    parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda")
+    parser.add_argument(
+        "--device", type=a.device, default="auto", help=f"torch device: {a.DEVICES}"
+    )
     parser.add_argument("--no-progress", action="store_true")
 
 
@@ -458,16 +493,52 @@ def _command(args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    """`steering-agent train`: load the bags, train, print the best validation RMSE."""
+    """`steering-agent train`: check every input and output, load the bags, train, print
+    the best validation RMSE. A user's mistake raises one of `cli_args.user_errors`."""
     from steering_agent.data.dataset import load_episodes
 
-    try:
-        if args.logdir:
-            require("tensorboard", "--logdir (TensorBoard logging)")
-        return _run(args, load_episodes(args.data))
-    except (OSError, ValueError, MissingExtra) as e:  # CheckpointError included (--resume)
-        print(f"steering-agent train: {e}", file=sys.stderr)
-        return 2
+    if args.logdir:  # before any work: TensorBoard is an extra
+        require("tensorboard", "--logdir (TensorBoard logging)")
+    check_inputs(args)
+    return _run(args, load_episodes(args.data))
+
+
+def last_path_of(out: str | os.PathLike) -> Path:
+    """The resumable file kept beside the checkpoint `out`."""
+    out = Path(out)
+    return out.with_name(out.stem + ".last.pt")
+
+
+def check_inputs(args: argparse.Namespace) -> None:
+    """What `train` needs, checked before the bags are read: both checkpoint files can be
+    written (never a directory), the --logdir folder too, --data exists, and the file to
+    resume from or start from (--init) loads.
+
+    Raises:
+        UsageError, CheckpointError: one line naming the option and the fix.
+    """
+    out = cli_args.writable_file(args.out, "--out")
+    cli_args.writable_file(last_path_of(out), "--out (its resumable <out>.last.pt)")
+    if args.logdir:
+        cli_args.writable_dir(args.logdir, "--logdir")
+    if not Path(args.data).exists():
+        raise UsageError(
+            f"--data {args.data} does not exist; pass the folder `steering-agent record "
+            "--out DIR` wrote"
+        )
+    if args.resume and not last_path_of(out).is_file():
+        raise UsageError(
+            f"--resume: {last_path_of(out)} does not exist (nothing to continue); "
+            "train without --resume first, or pass the --out of the run to continue"
+        )
+    if args.init:
+        _load_init(args.init)
+    given = {k: getattr(args, k) for k in ("crop_top", "crop_bottom")}
+    if sum(v for v in given.values() if v is not None) >= 1.0:
+        raise UsageError(
+            f"--crop-top {args.crop_top} and --crop-bottom {args.crop_bottom} leave no image "
+            "rows; together they must stay below 1"
+        )
 
 
 def _init_or_default(args: argparse.Namespace) -> tuple[str, PreprocessConfig]:
@@ -491,7 +562,10 @@ def _run(args: argparse.Namespace, report) -> int:
     arch, pre = _init_or_default(args)
     # --crop-top/--crop-bottom/--color over the --init checkpoint's preprocessing
     given = {k: getattr(args, k) for k in ("crop_top", "crop_bottom", "color")}
-    pre = replace(pre, **{k: v for k, v in given.items() if v is not None})
+    try:
+        pre = replace(pre, **{k: v for k, v in given.items() if v is not None})
+    except ValueError as e:  # e.g. a crop that, with --init's, leaves no rows
+        raise UsageError(f"--crop-top/--crop-bottom/--color: {e}") from None
     cfg = TrainConfig(
         arch=args.arch or arch,
         epochs=args.epochs,
@@ -517,8 +591,17 @@ def _run(args: argparse.Namespace, report) -> int:
         progress=not args.no_progress,
         init=args.init,
     )
-    print(
-        f"best val rmse {result['best_val_rmse']:.4f} -> {result['out']} "
-        f"({result['seconds']:.0f} s)"
-    )
+    if result["best_val_rmse"] is None:
+        last = result["history"][-1]["train_loss"] if result["history"] else math.nan
+        print(
+            f"no validation episode (--val-fraction {args.val_fraction:g}, "
+            f"{result['train_episodes']} training episode(s)), so no val rmse: "
+            f"{result['out']} holds the last epoch, train mse {last:.5f} "
+            f"({result['seconds']:.0f} s)"
+        )
+    else:
+        print(
+            f"best val rmse {result['best_val_rmse']:.4f} -> {result['out']} "
+            f"({result['seconds']:.0f} s)"
+        )
     return 0

@@ -150,7 +150,9 @@ def test_bench_cli_inference_quick(tmp_path, monkeypatch):
 
 
 def test_bad_repeats_is_refused(capsys):
-    assert main(["bench", "sim", "--repeats", "0"]) == 2
+    with pytest.raises(SystemExit) as e:  # refused by the parser, before any work
+        main(["bench", "sim", "--repeats", "0"])
+    assert e.value.code == 2
     assert "--repeats" in capsys.readouterr().err
 
 

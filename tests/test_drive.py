@@ -49,7 +49,9 @@ def test_the_shipped_checkpoint_is_the_default(monkeypatch, tmp_path):
 def test_missing_explicit_checkpoint_is_an_error(tmp_path, capsys):
     rc = main(["drive", "--policy", str(tmp_path / "x.pt"), "--out", str(tmp_path)])
     assert rc == 2
-    assert "x.pt: no such checkpoint" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "x.pt does not exist" in err and "--policy expert" in err
+    assert len(err.strip().splitlines()) == 1
 
 
 def test_explicit_expert_is_announced():

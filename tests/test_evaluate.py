@@ -177,9 +177,11 @@ def test_image_noise_and_brightness_reach_a_checkpoint_policy(tiny_checkpoints, 
     [("--frame-drop", "1.5"), ("--image-noise", "-1"), ("--num-envs", "0"), ("--threads", "0")],
 )
 def test_bad_settings_are_refused(flag, value, capsys):
-    rc = main(["eval", "--policy", "expert", "--episodes", "1", flag, value, "--quiet"])
-    assert rc == 2
-    assert flag in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:  # refused by the parser, before any work
+        main(["eval", "--policy", "expert", "--episodes", "1", flag, value, "--quiet"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert flag in err and len(err.strip().splitlines()) == 1
 
 
 SHIPPED = Path(__file__).resolve().parents[1] / "checkpoints" / "cnn_lstm.pt"
@@ -198,3 +200,18 @@ def test_shipped_model_drives_a_4_3_camera_through_the_aspect_crop():
     m = metrics.summarize_episode(trace)
     assert m.interventions == 0 and m.route_completion_pct == pytest.approx(100.0)
     assert m.mean_abs_lateral_m < 0.3
+
+
+def test_policies_of_one_file_name_are_told_apart_by_their_folders():
+    from steering_agent.evaluation.evaluate import file_label, unique_names
+
+    assert unique_names(["expert", "a/cnn.pt", "b/cnn.pt", "c/cnn_lstm.pt"]) == [
+        "expert", "a/cnn", "b/cnn", "cnn_lstm",
+    ]  # fmt: skip
+    assert unique_names(["x/a/cnn.pt", "y/a/cnn.pt", "x/a/cnn.pt"]) == [
+        "x/a/cnn", "y/a/cnn", "x/a/cnn_2",
+    ]  # fmt: skip
+    assert unique_names(["cnn.pt", "cnn.pt", "expert", "expert"]) == [
+        "cnn", "cnn_2", "expert", "expert_2",
+    ]  # fmt: skip
+    assert file_label("a/cnn") == "a_cnn"

@@ -25,7 +25,8 @@ def _trace(lateral, steer=None, progress=None, route_length_m=100.0, seed=1_000_
 def test_autonomy_pilotnet_example():
     assert metrics.autonomy_pct(2, 100.0) == pytest.approx(88.0)
     assert metrics.autonomy_pct(0, 10.0) == pytest.approx(100.0)
-    assert metrics.autonomy_pct(5, 10.0) < 0  # not clipped: worse policies stay ordered
+    assert metrics.autonomy_pct(5, 10.0) == 0.0  # clamped at 0, and it says so:
+    assert metrics.autonomy_clamped(5, 10.0) and not metrics.autonomy_clamped(2, 100.0)
     with pytest.raises(ValueError, match="elapsed_s"):
         metrics.autonomy_pct(1, 0.0)
 
@@ -90,6 +91,7 @@ def test_aggregate_pools_time_and_interventions():
     assert set(metrics.SUMMARY_KEYS) <= set(row)
     assert row["interventions"] == 4
     assert row["autonomy_pct"] == pytest.approx(100 * (1 - 4 * 6 / 200))
+    assert row["autonomy_clamped"] is False
     assert row["distance_km"] == pytest.approx(0.3)
     assert row["route_completion_pct"] == pytest.approx(100.0)
     assert row["mean_abs_lateral_m"] == pytest.approx(8.0 / 4000)

@@ -5,18 +5,20 @@
 - `open_writer(path)`: a rosbags Writer for a new MCAP bag (rosbag2 format 9).
 - message builders for the CARLA bridge topics (steering_agent.interfaces.topics).
 - `recover_bag(path)`: make a bag whose recorder was killed (no metadata.yaml, MCAP
-  file without its summary/footer, maybe cut mid-record) readable again.
+  file without its summary/footer, maybe cut mid-record) readable again; `recover`
+  says what it did, and `steering-agent recover BAG` is its command.
 """
 
 from __future__ import annotations
 
+import argparse
 import functools
 import struct
+import sys
+from dataclasses import dataclass, field
 from io import StringIO
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from steering_agent.common.files import write_text_atomic
 from steering_agent.data.imageconv import camera_info_fields
@@ -119,7 +121,7 @@ def _complete_records_end(f, size: int) -> int:
     return pos
 
 
-def _truncate_and_close_mcap(path: Path) -> None:
+def _truncate_and_close_mcap(path: Path) -> int:
     """Cut `path` after its last complete record and append DataEnd + an empty Footer.
 
     A footer with summary offset 0 makes readers (rosbags too) scan the records instead
@@ -137,6 +139,7 @@ def _truncate_and_close_mcap(path: Path) -> None:
         f.seek(end)
         f.write(struct.pack("<BQI", _OP_DATA_END, 4, 0))
         f.write(struct.pack("<BQQQI", _OP_FOOTER, 20, 0, 0, 0) + MCAP_MAGIC)
+    return size - end
 
 
 def _metadata_yaml(mcap: Path) -> str:
@@ -184,6 +187,85 @@ def _metadata_yaml(mcap: Path) -> str:
     return out.getvalue()
 
 
+@dataclass
+class Recovered:
+    """What `recover` found and did.
+
+    Attributes:
+        mcap: the storage file.
+        messages: messages the bag holds now; `topics`: per topic.
+        repaired: the file lacked its footer and was cut and closed.
+        dropped_bytes: bytes cut off its end (the record being written when it died).
+        metadata_written: metadata.yaml was (re)built.
+    """
+
+    mcap: Path
+    messages: int
+    topics: dict[str, int] = field(default_factory=dict)
+    repaired: bool = False
+    dropped_bytes: int = 0
+    metadata_written: bool = False
+
+    def summary(self) -> str:
+        """One line for the `recover` command."""
+        if not self.repaired and not self.metadata_written:
+            done = "complete already, left as it is"
+        else:
+            parts = []
+            if self.repaired:
+                parts.append(f"closed the MCAP file after its last complete record "
+                             f"({self.dropped_bytes} bytes after it dropped)")  # fmt: skip
+            if self.metadata_written:
+                parts.append("wrote metadata.yaml")
+            done = "recovered: " + " and ".join(parts)
+        per_topic = ", ".join(f"{t} {n}" for t, n in sorted(self.topics.items()))
+        return f"{self.mcap}: {done}; {self.messages} messages ({per_topic or 'no topics'})"
+
+
+def recover(path: str | Path) -> Recovered:
+    """Make an unfinished MCAP bag readable and say what was done (`recover_bag`).
+
+    Raises:
+        FileNotFoundError: `path` does not exist.
+        ValueError: `path` holds no .mcap file (or several), the file is not MCAP, or it
+            cannot be read even after the repair.
+    """
+    from rosbags.rosbag2 import Reader
+
+    bag = Path(path)
+    if not bag.exists():
+        raise FileNotFoundError(f"{bag} does not exist; pass a bag folder or its .mcap file")
+    files = mcap_files(bag)
+    if len(files) != 1:
+        raise ValueError(
+            f"{bag}: expected one .mcap file to recover, found {len(files)}; pass a bag "
+            "folder (holding one .mcap file) or the .mcap file itself"
+        )
+    mcap = files[0]
+    repaired, dropped = False, 0
+    try:
+        with Reader(mcap):
+            pass
+    except Exception:  # any failure to open means a missing or damaged footer/summary
+        dropped = _truncate_and_close_mcap(mcap)
+        repaired = True
+    meta = bag / "metadata.yaml"
+    written = bag.is_dir() and (repaired or not meta.exists())
+    try:
+        text = _metadata_yaml(mcap) if written else None
+        with Reader(mcap) as reader:
+            topics = {c.topic: int(c.msgcount) for c in reader.connections}
+            count = int(reader.message_count)
+    except Exception as e:  # rosbags' ReaderError and friends: the records themselves
+        raise ValueError(
+            f"{mcap}: still unreadable after closing it ({type(e).__name__}: {e}); "
+            "its records are damaged, not just unfinished"
+        ) from None
+    if text is not None:
+        write_text_atomic(meta, text)
+    return Recovered(mcap, count, topics, repaired, dropped, written)
+
+
 def recover_bag(path: str | Path) -> int:
     """Make an unfinished MCAP bag readable; return how many messages it now holds.
 
@@ -194,24 +276,27 @@ def recover_bag(path: str | Path) -> int:
     rebuilt from a scan of the records. A complete bag is left as it is.
 
     Raises:
+        FileNotFoundError: `path` does not exist.
         ValueError: `path` holds no .mcap file, or the file is not MCAP.
     """
-    from rosbags.rosbag2 import Reader
+    return recover(path).messages
 
-    bag = Path(path)
-    files = mcap_files(bag)
-    if len(files) != 1:
-        raise ValueError(f"{bag}: expected one .mcap file to recover, found {len(files)}")
-    mcap = files[0]
-    repaired = False
-    try:
-        with Reader(mcap):
-            pass
-    except Exception:  # any failure to open means a missing or damaged footer/summary
-        _truncate_and_close_mcap(mcap)
-        repaired = True
-    meta = bag / "metadata.yaml"
-    if bag.is_dir() and (repaired or not meta.exists()):
-        write_text_atomic(meta, _metadata_yaml(mcap))
-    with Reader(mcap) as reader:
-        return reader.message_count
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of `steering-agent recover`."""
+    parser.add_argument(
+        "bags", nargs="+", metavar="BAG", help="bag folder (or .mcap file) of a killed recorder"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """`steering-agent recover BAG...`: repair each bag, one line per bag on what it did;
+    a bag that cannot be recovered is one line on stderr (exit 2), the others go on."""
+    failed = 0
+    for bag in args.bags:
+        try:
+            print(recover(bag).summary())
+        except (FileNotFoundError, ValueError) as e:
+            failed += 1
+            print(f"steering-agent recover: {e}", file=sys.stderr)
+    return 2 if failed else 0

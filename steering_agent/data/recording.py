@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from steering_agent.common import cli_args
+from steering_agent.common.cli_args import UsageError
 from steering_agent.common.files import write_text_atomic
 from steering_agent.data import bagio
 from steering_agent.data.imageconv import rgb_to_image_fields
@@ -140,13 +142,14 @@ class SteeringNoise:
 
 
 def check_training_seeds(seed: int, episodes: int) -> None:
+    """Raises UsageError unless road seeds seed..seed+episodes-1 are all training seeds."""
     from sim.seeds import EVAL_SEED_START, is_eval_seed
 
     if seed < 0:
-        raise ValueError(f"--seed {seed}: road seeds must be >= 0")
+        raise UsageError(f"--seed {seed}: road seeds must be >= 0")
     last = seed + episodes - 1
     if is_eval_seed(last):
-        raise ValueError(
+        raise UsageError(
             f"--seed {seed} with --episodes {episodes} reaches road seed {last}, which is "
             f"reserved for evaluation (seeds >= {EVAL_SEED_START}); pick --seed at most "
             f"{EVAL_SEED_START - episodes}"
@@ -207,10 +210,12 @@ def record_episodes(
     """Record `episodes` expert drives on road seeds seed..seed+episodes-1.
 
     Writes DIR/episode_<i>_seed<s>/ (one bag each) and DIR/index.json listing seed,
-    steps, frames, distance_m and bag path per episode.
+    steps, frames, distance_m, camera size, noise and bag path per episode; episodes
+    already in DIR stay in its index (`write_episode_index`).
 
     Raises:
-        ValueError: a seed is an evaluation seed, or a bag directory already exists.
+        UsageError (a ValueError): a seed is an evaluation seed, a bag directory already
+            exists, or DIR's index.json cannot be read.
     """
     kwargs: dict[str, Any] = {"width": width, "height": height}
     if route_length_m is not None:
@@ -232,10 +237,12 @@ def record_env_episodes(
     prefix: str = "episode",
 ) -> list[dict]:
     """The recording loop of any env with the embedded env's interface (embedded, CARLA):
-    DIR/<prefix>_<i>_seed<s>/ per episode and DIR/index.json, rewritten after each one.
+    DIR/<prefix>_<i>_seed<s>/ per episode and DIR/index.json, rewritten after each one
+    with the episodes DIR held before and those recorded so far.
 
     Raises:
-        ValueError: a seed is an evaluation seed, or a bag directory already exists.
+        UsageError: a seed is an evaluation seed, a bag directory already exists, or
+            DIR's index.json cannot be read (nothing is recorded then).
     """
     import gymnasium
     from tqdm import tqdm
@@ -243,31 +250,77 @@ def record_env_episodes(
     import sim  # noqa: F401  (registers the environments)
 
     if episodes < 1:
-        raise ValueError(f"--episodes {episodes}: record at least one episode")
+        raise UsageError(f"--episodes {episodes}: record at least one episode")
     check_training_seeds(seed, episodes)
     out = Path(out_dir)
     paths = [out / f"{prefix}_{i:04d}_seed{seed + i}" for i in range(episodes)]
+    previous = read_episode_index(out)
     if existing := [p for p in paths if p.exists()]:
-        raise ValueError(f"{existing[0]} exists already; pick another --out or remove it")
+        seeds = [e["seed"] for e in previous if isinstance(e.get("seed"), int)]
+        hint = f"pass --seed {max(seeds) + 1} to add episodes after those in it, " if seeds else ""
+        raise UsageError(f"{existing[0]} exists already; {hint}pick another --out, or remove it")
     out.mkdir(parents=True, exist_ok=True)
     env = gymnasium.make(env_id, **env_kwargs)
     entries: list[dict] = []
     try:  # close() also runs on Ctrl-C (CARLA gets its actors and settings back)
         cam = env.unwrapped.camera_info()
         dt = float(env.unwrapped.dt)
+        size = {"width": int(cam["width"]), "height": int(cam["height"])}
         for i, path in enumerate(tqdm(paths, desc="episodes", unit="ep", disable=not progress)):
             noise = SteeringNoise(noise_sigma, dt, seed=seed + i)
-            entries.append(record_episode(env, path, seed + i, noise, max_steps))
-            write_episode_index(out, entries, cam["width"], cam["height"], noise_sigma)
+            entry = record_episode(env, path, seed + i, noise, max_steps)
+            entries.append({**entry, **size, "noise_sigma": float(noise_sigma)})
+            write_episode_index(out, [*previous, *entries])
     finally:
         env.close()
     return entries
 
 
-def write_episode_index(
-    out: Path, entries: list[dict], width: int, height: int, noise: float
-) -> None:
-    index = {"width": width, "height": height, "noise_sigma": noise, "episodes": entries}
+_BAG_NAME = re.compile(r"^\w+?_\d{4}_seed(\d+)$")
+
+
+def read_episode_index(out: Path) -> list[dict]:
+    """The episodes folder `out` holds: the entries of its index.json (each with its
+    camera size and noise, taken from the index's top level where an older index kept
+    them only there), plus any episode bag in `out` the index does not list (an index
+    overwritten by an older version, or a recording cut short), as {bag, seed}.
+
+    Raises:
+        UsageError: index.json exists but is not a readable index (it is left as it is).
+    """
+    out = Path(out)
+    entries: list[dict] = []
+    index_path = out / INDEX_FILE
+    if index_path.is_file():
+        try:
+            index = json.loads(index_path.read_text("utf8"))
+            listed = index["episodes"]
+            if not isinstance(listed, list) or not all(isinstance(e, dict) for e in listed):
+                raise TypeError("'episodes' is not a list of episodes")
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise UsageError(
+                f"--out {out}: its {INDEX_FILE} is not a readable episode index ({e}); "
+                f"move it away or pick another --out (nothing was recorded)"
+            ) from None
+        shared = {k: index[k] for k in ("width", "height", "noise_sigma") if k in index}
+        entries = [{**shared, **e} for e in listed]
+    listed_bags = {e.get("bag") for e in entries}
+    if out.is_dir():
+        for path in sorted(out.iterdir()):
+            match = _BAG_NAME.match(path.name)
+            if match and path.is_dir() and path.name not in listed_bags:
+                entries.append({"bag": path.name, "seed": int(match.group(1))})
+    return entries
+
+
+def write_episode_index(out: Path, entries: list[dict]) -> None:
+    """DIR/index.json listing `entries` (one per bag). The top-level width, height and
+    noise_sigma are those every episode shares (None where they differ: see each one)."""
+    index: dict[str, Any] = {}
+    for key in ("width", "height", "noise_sigma"):
+        values = {e.get(key) for e in entries}
+        index[key] = values.pop() if len(values) == 1 else None
+    index["episodes"] = entries
     write_text_atomic(out / INDEX_FILE, json.dumps(index, indent=2) + "\n")
 
 
@@ -294,48 +347,52 @@ def writer_throughput(width: int, height: int, frames: int = 200) -> float:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `steering-agent record`."""
-    parser.add_argument("--episodes", type=int, default=1, help="episodes to record")
+    a = cli_args
+    parser.add_argument("--episodes", type=a.positive_int, default=1, help="episodes to record")
     parser.add_argument("--out", type=Path, required=True, help="folder for bags + index.json")
-    parser.add_argument("--seed", type=int, default=0, help="road seed of episode 0 (i: S+i)")
+    parser.add_argument(
+        "--seed", type=a.nonneg_int, default=0, help="road seed of episode 0 (i: S+i)"
+    )
     parser.add_argument(
         "--noise",
-        type=float,
+        type=a.nonneg_float,
         default=0.0,
         metavar="SIGMA",
         help="std of the correlated steering drift added to the executed "
         "action (labels stay clean); e.g. 0.1",
     )
-    parser.add_argument("--width", type=int, default=200, help="camera width (px)")
-    parser.add_argument("--height", type=int, default=66, help="camera height (px)")
+    parser.add_argument("--width", type=a.camera_px, default=200, help="camera width (px)")
+    parser.add_argument("--height", type=a.camera_px, default=66, help="camera height (px)")
     parser.add_argument(
         "--route-length",
-        type=float,
+        type=a.route_length,
         default=None,
         metavar="M",
         help="route length in metres (default: the env's)",
     )
-    parser.add_argument("--max-steps", type=int, default=None, help="cap steps per episode")
+    parser.add_argument(
+        "--max-steps", type=a.positive_int, default=None, help="cap steps per episode"
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
-    """`steering-agent record`: record, then print a one-line summary per episode."""
-    try:
-        entries = record_episodes(
-            args.out,
-            args.episodes,
-            args.seed,
-            args.noise,
-            args.width,
-            args.height,
-            args.route_length,
-            args.max_steps,
-            progress=not args.no_progress,
-        )
-    except ValueError as err:
-        print(f"record: {err}", file=sys.stderr)
-        return 2
+    """`steering-agent record`: check --out, record, then print one line per episode."""
+    cli_args.writable_dir(args.out, "--out")
+    check_training_seeds(args.seed, args.episodes)
+    entries = record_episodes(
+        args.out,
+        args.episodes,
+        args.seed,
+        args.noise,
+        args.width,
+        args.height,
+        args.route_length,
+        args.max_steps,
+        progress=not args.no_progress,
+    )
     for e in entries:
         print(f"{e['bag']}: {e['steps']} steps, {e['distance_m']:.1f} m")
-    print(f"wrote {len(entries)} bags and {args.out / INDEX_FILE}")
+    total = len(read_episode_index(args.out))
+    print(f"wrote {len(entries)} bags and {args.out / INDEX_FILE} ({total} episodes in all)")
     return 0

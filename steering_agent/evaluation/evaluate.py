@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sim.seeds import EVAL_SEED_START, eval_seeds, is_eval_seed
+from steering_agent.common import cli_args
+from steering_agent.common.cli_args import UsageError
 from steering_agent.evaluation import metrics
 from steering_agent.evaluation.vec_eval import EvalConfig, Perturbations, make_policy, run_episodes
 from steering_agent.policy.threads import set_torch_threads
@@ -44,31 +46,51 @@ def resolve_seeds(episodes: int, start: int, explicit: Sequence[int] | None = No
     """The evaluation seeds: `eval_seeds(episodes, start)`, or an explicit held-out list.
 
     Raises:
-        ValueError: an explicit seed is a training seed (below `EVAL_SEED_START`).
+        UsageError: an explicit seed is a training seed (below `EVAL_SEED_START`).
     """
     if explicit:
         training = [s for s in explicit if not is_eval_seed(s)]
         if training:
-            raise ValueError(
+            raise UsageError(
                 f"--seeds {training} are training seeds (< {EVAL_SEED_START}); evaluation "
                 f"uses held-out seeds only: pass seeds >= {EVAL_SEED_START} or use --seed OFFSET"
             )
         return [int(s) for s in explicit]
     if episodes < 1:
-        raise ValueError(f"--episodes must be >= 1, got {episodes}")
+        raise UsageError(f"--episodes must be >= 1, got {episodes}")
+    if start < 0:
+        raise UsageError(f"--seed must be >= 0, got {start}")
     return eval_seeds(episodes, start=start)
 
 
 def unique_names(specs: Sequence[str]) -> list[str]:
-    """Table names: "expert" or the checkpoint's stem, made unique with a suffix."""
+    """Table names: "expert" or the checkpoint's stem; checkpoints that share a stem are
+    told apart by as many of their folders as it takes ("a/cnn", "b/cnn"); the same
+    file given twice gets a suffix ("cnn_2")."""
+    labels = ["expert" if spec == "expert" else Path(spec).stem for spec in specs]
+    for stem in set(labels):
+        group = [i for i, label in enumerate(labels) if label == stem and specs[i] != "expert"]
+        paths = {Path(specs[i]).resolve() for i in group}
+        if len(paths) < 2:
+            continue
+        folders = {i: Path(specs[i]).resolve().parent.parts[1:] for i in group}  # no root
+        for depth in range(1, max(len(f) for f in folders.values()) + 1):
+            tails = {i: "/".join([*f[-depth:], stem]) for i, f in folders.items()}
+            if len(set(tails.values())) == len(paths):
+                labels = [tails.get(i, label) for i, label in enumerate(labels)]
+                break
     names: list[str] = []
-    for spec in specs:
-        base = "expert" if spec == "expert" else Path(spec).stem
+    for base in labels:
         name, n = base, 2
         while name in names:
             name, n = f"{base}_{n}", n + 1
         names.append(name)
     return names
+
+
+def file_label(name: str) -> str:
+    """A policy's table name as part of a file name ("a/cnn" -> "a_cnn")."""
+    return name.replace("/", "_").replace("\\", "_")
 
 
 def evaluate_policies(
@@ -138,6 +160,7 @@ def results_json(runs: Sequence[PolicyRun], seeds: Sequence[int], cfg: EvalConfi
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    a = cli_args
     parser.add_argument(
         "--policy",
         action="append",
@@ -145,25 +168,39 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="PATH|expert",
         help="checkpoint to evaluate, or 'expert'; repeat for one table of several",
     )
-    parser.add_argument("--episodes", type=int, default=20, help="number of held-out seeds")
-    parser.add_argument("--seed", type=int, default=0, help="offset into the evaluation seeds")
     parser.add_argument(
-        "--seeds", type=int, nargs="+", help="explicit held-out seeds (>= 1000000) instead"
+        "--episodes", type=a.positive_int, default=20, help="number of held-out seeds"
     )
-    parser.add_argument("--route-length-m", type=float, default=1000.0)
+    parser.add_argument(
+        "--seed", type=a.nonneg_int, default=0, help="offset into the evaluation seeds"
+    )
+    parser.add_argument(
+        "--seeds", type=a.nonneg_int, nargs="+", help="explicit held-out seeds (>= 1000000)"
+    )
+    parser.add_argument("--route-length-m", type=a.route_length, default=1000.0)
     parser.add_argument("--json", type=Path, help="write the results JSON here")
     parser.add_argument("--report", type=Path, help="write results.md, plots and a video here")
-    parser.add_argument("--num-envs", type=int, default=8, help="environments stepped together")
-    parser.add_argument("--frame-drop", type=float, default=0.0, help="share of frames unseen")
-    parser.add_argument("--image-noise", type=float, default=0.0, help="pixel noise sigma")
-    parser.add_argument("--brightness", type=float, default=0.0, help="added to pixel values")
-    parser.add_argument("--control-delay", type=int, default=0, help="steps of command delay")
-    parser.add_argument("--width", type=int, default=200)
-    parser.add_argument("--height", type=int, default=66)
-    parser.add_argument("--device", default="auto", help="torch device for checkpoints")
+    parser.add_argument(
+        "--num-envs", type=a.positive_int, default=8, help="environments stepped together"
+    )
+    parser.add_argument(
+        "--frame-drop", type=a.fraction, default=0.0, help="share of frames unseen, in [0, 1)"
+    )
+    parser.add_argument("--image-noise", type=a.nonneg_float, default=0.0, help="pixel noise sigma")
+    parser.add_argument(
+        "--brightness", type=a.finite_float, default=0.0, help="added to pixel values"
+    )
+    parser.add_argument(
+        "--control-delay", type=a.nonneg_int, default=0, help="steps of command delay"
+    )
+    parser.add_argument("--width", type=a.camera_px, default=200)
+    parser.add_argument("--height", type=a.camera_px, default=66)
+    parser.add_argument(
+        "--device", type=a.device, default="auto", help=f"torch device: {a.DEVICES}"
+    )
     parser.add_argument(
         "--threads",
-        type=int,
+        type=a.positive_int,
         default=None,
         help="torch CPU threads (default: one per core; on a machine busy with other jobs "
         "1 can be faster, as simulator and network take turns in one process)",
@@ -173,16 +210,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> EvalConfig:
+    """The evaluation settings of the command line.
+
+    Raises:
+        UsageError: a setting out of range (names the option).
+    """
     if args.num_envs < 1:
-        raise ValueError(f"--num-envs must be >= 1, got {args.num_envs}")
-    if args.route_length_m <= 0:
-        raise ValueError(f"--route-length-m must be > 0, got {args.route_length_m}")
-    perturb = Perturbations(
-        frame_drop=args.frame_drop,
-        image_noise=args.image_noise,
-        brightness=args.brightness,
-        control_delay=args.control_delay,
-    )
+        raise UsageError(f"--num-envs must be >= 1, got {args.num_envs}")
+    if not args.route_length_m > 0:
+        raise UsageError(f"--route-length-m must be > 0, got {args.route_length_m}")
+    try:
+        perturb = Perturbations(
+            frame_drop=args.frame_drop,
+            image_noise=args.image_noise,
+            brightness=args.brightness,
+            control_delay=args.control_delay,
+        )
+    except ValueError as e:  # the messages name the options
+        raise UsageError(str(e)) from None
     return EvalConfig(
         route_length_m=args.route_length_m,
         width=args.width,
@@ -192,23 +237,40 @@ def config_from_args(args: argparse.Namespace) -> EvalConfig:
     )
 
 
+def check_inputs(args: argparse.Namespace) -> tuple[EvalConfig, list[int]]:
+    """Everything `eval` is given, checked before any episode is driven: the outputs can
+    be written, every checkpoint loads, the settings and seeds are valid.
+
+    Raises:
+        UsageError, CheckpointError: one line naming the option.
+    """
+    if args.json:
+        cli_args.writable_file(args.json, "--json")
+    if args.report:
+        cli_args.writable_dir(args.report, "--report")
+    from steering_agent.policy.checkpoint import load_checkpoint
+
+    for spec in args.policy:
+        if spec != "expert":
+            load_checkpoint(spec, option="--policy")
+    cfg = config_from_args(args)
+    seeds = resolve_seeds(args.episodes, args.seed, args.seeds)
+    set_torch_threads(args.threads)
+    return cfg, seeds
+
+
 def run(args: argparse.Namespace) -> int:
     from steering_agent.evaluation import report
 
-    try:
-        set_torch_threads(args.threads)
-        cfg = config_from_args(args)
-        seeds = resolve_seeds(args.episodes, args.seed, args.seeds)
-    except ValueError as e:
-        print(f"steering-agent eval: {e}", file=sys.stderr)
-        return 2
+    cfg, seeds = check_inputs(args)
     names = unique_names(args.policy)
     skipped = report.plots_notice() if args.report else None
     if skipped:
         print(f"note: {skipped}", file=sys.stderr)
     video = None
     if args.report and not args.no_video:
-        video = report.EpisodeVideo(args.report / f"episode_{names[0]}_{seeds[0]}.mp4", names[0])
+        path = args.report / f"episode_{file_label(names[0])}_{seeds[0]}.mp4"
+        video = report.EpisodeVideo(path, names[0])
     try:
         runs = evaluate_policies(
             args.policy,
@@ -218,14 +280,17 @@ def run(args: argparse.Namespace) -> int:
             frame_hooks={names[0]: video.add} if video else None,
             progress=not args.quiet,
         )
-    except (FileNotFoundError, ValueError) as e:
-        print(f"steering-agent eval: {e}", file=sys.stderr)
-        return 2
     finally:
         if video:
             video.close()
     doc = results_json(runs, seeds, cfg)
     print(report.markdown_table(doc))
+    clamped = [name for name, row in doc["policies"].items() if row.get("autonomy_clamped")]
+    if clamped:
+        print(
+            f"autonomy of {', '.join(clamped)} clamped at 0 %: more than one intervention "
+            f"per {metrics.INTERVENTION_PENALTY_S:g} s (compare their interventions)"
+        )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(doc, indent=2))

@@ -1,8 +1,10 @@
 """The one definition of the driving metrics (docs/interfaces.md), used by every consumer.
 
-- autonomy (NVIDIA PilotNet): ``100 * (1 - interventions * 6 s / elapsed s)``; an
-  intervention is the car more than 1.0 m from the lane centre (or off the road); the
-  evaluation then puts the car back on the centre line and drives on.
+- autonomy (NVIDIA PilotNet): ``100 * (1 - interventions * 6 s / elapsed s)``, clamped
+  at 0 (a policy rescued more often than every 6 s scores 0, with `autonomy_clamped`
+  true; its interventions still tell such policies apart); an intervention is the car
+  more than 1.0 m from the lane centre (or off the road); the evaluation then puts the
+  car back on the centre line and drives on.
 - lateral error: distance of the car's reference point from the lane centre (m); reported
   as the mean and the 95th percentile of its absolute value.
 - route completion (CARLA leaderboard): % of the route driven.
@@ -34,11 +36,21 @@ SUMMARY_KEYS = (
 
 
 def autonomy_pct(interventions: int, elapsed_s: float) -> float:
-    """PilotNet autonomy: ``100 * (1 - interventions * 6 s / elapsed s)``.
+    """PilotNet autonomy: ``100 * (1 - interventions * 6 s / elapsed s)``, in 0..100.
 
-    Not clipped at 0: a policy that needs a rescue more often than every 6 s scores below
-    zero, which keeps bad policies distinguishable from each other.
+    Clamped at 0: a policy that needs a rescue more often than every 6 s scores 0, not
+    a negative percentage (`autonomy_clamped` says when that happened; compare such
+    policies by their interventions).
     """
+    return max(0.0, _autonomy_unclamped(interventions, elapsed_s))
+
+
+def autonomy_clamped(interventions: int, elapsed_s: float) -> bool:
+    """Whether `autonomy_pct` was clamped at 0 (the formula gives less than 0)."""
+    return _autonomy_unclamped(interventions, elapsed_s) < 0.0
+
+
+def _autonomy_unclamped(interventions: int, elapsed_s: float) -> float:
     if elapsed_s <= 0:
         raise ValueError(f"autonomy_pct: elapsed_s must be > 0, got {elapsed_s}")
     return 100.0 * (1.0 - interventions * INTERVENTION_PENALTY_S / elapsed_s)
@@ -109,7 +121,8 @@ class EpisodeTrace:
 
 @dataclass(frozen=True)
 class EpisodeMetrics:
-    """The metrics of one episode (keys of `SUMMARY_KEYS`, plus seed, steps and time)."""
+    """The metrics of one episode (keys of `SUMMARY_KEYS`, plus seed, steps, time and
+    whether autonomy was clamped at 0)."""
 
     seed: int
     steps: int
@@ -121,6 +134,7 @@ class EpisodeMetrics:
     route_completion_pct: float
     distance_km: float
     steer_smoothness: float
+    autonomy_clamped: bool = False
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -143,6 +157,7 @@ def summarize_episode(trace: EpisodeTrace) -> EpisodeMetrics:
         route_completion_pct=route_completion_pct(distance_m, trace.route_length_m),
         distance_km=distance_m / 1000.0,
         steer_smoothness=steer_smoothness(trace.steer, trace.dt_s),
+        autonomy_clamped=autonomy_clamped(len(trace.intervention_steps), trace.elapsed_s),
     )
 
 
@@ -150,8 +165,9 @@ def aggregate(traces: Sequence[EpisodeTrace]) -> dict:
     """One row over several episodes: every step and intervention pooled.
 
     Autonomy uses total interventions over total time (as PilotNet reports a whole test
-    drive); lateral statistics pool all steps; route completion is the mean over episodes;
-    distance is the sum; smoothness pools the steering changes of all episodes.
+    drive), clamped at 0 (`autonomy_clamped` true when it was); lateral statistics pool
+    all steps; route completion is the mean over episodes; distance is the sum;
+    smoothness pools the steering changes of all episodes.
     """
     if not traces:
         raise ValueError("aggregate: no episodes to aggregate")
@@ -166,6 +182,7 @@ def aggregate(traces: Sequence[EpisodeTrace]) -> dict:
     completion = [route_completion_pct(t.progress_m[-1], t.route_length_m) for t in traces]
     return {
         "autonomy_pct": autonomy_pct(interventions, elapsed),
+        "autonomy_clamped": autonomy_clamped(interventions, elapsed),
         "interventions": int(interventions),
         "mean_abs_lateral_m": mean_lat,
         "p95_abs_lateral_m": p95_lat,

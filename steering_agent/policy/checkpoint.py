@@ -2,13 +2,17 @@
 
 A checkpoint is a plain dict of tensors and primitive types written with `torch.save`
 and read back with `torch.load(..., weights_only=True)`, so opening one can never run
-code. Anything wrong with a file raises `CheckpointError` naming the file and the fix.
+code: a file that would (a pickle of code or classes) is refused, not loaded. Anything
+wrong with a file raises `CheckpointError`, one line naming the file and the fix.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import os
+import pickle
+import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -71,6 +75,8 @@ def save_checkpoint(
     `provenance` gets `date` and `torch_version` added when missing.
     """
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint {path} is a directory; pass a file name to write")
     path.parent.mkdir(parents=True, exist_ok=True)
     prov = dict(provenance or {})
     prov.setdefault("date", _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
@@ -87,8 +93,12 @@ def save_checkpoint(
         "training_state": training_state or {},
     }
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)  # a crash mid-write never leaves a truncated checkpoint
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)  # a crash mid-write never leaves a truncated checkpoint
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a failed write leaves no temporary file behind
+        raise
     return path
 
 
@@ -105,25 +115,73 @@ def _plain(obj: Any) -> Any:
     return str(obj)  # paths, versions and the like
 
 
+_FIX = "use a file written by `steering-agent train` (or checkpoint.save_checkpoint)"
+_ZIP_MAGIC = b"PK\x03\x04"  # torch.save's file format is a zip archive
+
+
+def _first_sentence(text: str) -> str:
+    """The first whole sentence of a message, on one line."""
+    flat = " ".join(text.split())
+    end = flat.find(". ")
+    return flat if end < 0 else flat[: end + 1]
+
+
+def _refusal(path: Path, err: Exception) -> str:
+    """Why `torch.load(weights_only=True)` refused or failed on `path`, and the fix."""
+    text = str(err)
+    with open(path, "rb") as f:
+        magic = f.read(len(_ZIP_MAGIC))
+    if not magic:
+        return f"checkpoint {path} is empty (0 bytes); {_FIX}"
+    if magic != _ZIP_MAGIC:
+        return (
+            f"checkpoint {path} is not in the format torch.save writes (a bare pickle, which "
+            f"could run code when loaded, or another kind of file), so it was not loaded; {_FIX}"
+        )
+    if isinstance(err, pickle.UnpicklingError):
+        found = re.search(r"GLOBAL ([\w.]+)", text)
+        if found:
+            return (
+                f"checkpoint {path} would import and run {found.group(1)} when loaded, which "
+                f"a plain-data checkpoint (tensors, numbers, strings) never does, so it was "
+                f"not loaded; {_FIX}"
+            )
+        return (
+            f"checkpoint {path} is not a plain-data checkpoint (its pickle asks for more "
+            f"than tensors, numbers and strings), so it was not loaded; {_FIX}"
+        )
+    return (
+        f"checkpoint {path} is damaged, e.g. cut short or changed after it was written "
+        f"({type(err).__name__}: {_first_sentence(text)}); {_FIX}"
+    )
+
+
 def _read(path: Path) -> dict:
-    if not path.is_file():
+    if path.is_dir():
+        inside = sorted(p.name for p in path.glob("*.pt"))
+        hint = f" (it holds {', '.join(inside[:3])})" if inside else ""
+        raise CheckpointError(
+            f"checkpoint {path} is a directory, not a checkpoint file{hint}; pass the .pt file"
+        )
+    if not path.exists():
         raise CheckpointError(
             f"checkpoint {path} does not exist; pass a file written by `steering-agent train` "
             "(shipped: checkpoints/cnn_lstm.pt, checkpoints/cnn.pt)"
         )
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # truncated zip, foreign pickle, code-running pickle...
-        text = str(e)
-        kind = "unsafe or not a plain-data checkpoint" if "eights" in text else "unreadable"
-        lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-        msg = next((ln for ln in lines if "Unsupported" in ln), lines[0] if lines else "")[:200]
-        raise CheckpointError(
-            f"checkpoint {path} is {kind} ({type(e).__name__}: {msg}); "
-            "re-export it with steering_agent.policy.checkpoint.save_checkpoint"
-        ) from None
+        with warnings.catch_warnings():
+            # "Detected pickle protocol N": about files the loader refuses anyway
+            warnings.simplefilter("ignore", UserWarning)
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+    except OSError as e:
+        raise CheckpointError(f"checkpoint {path} cannot be read ({e.strerror or e})") from None
+    except Exception as e:  # a truncated zip, a foreign or code-running pickle...
+        raise CheckpointError(_refusal(path, e)) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise CheckpointError(f"checkpoint {path} is not a steering_agent checkpoint")
+        raise CheckpointError(
+            f"checkpoint {path} is not a steering_agent checkpoint (no format "
+            f"{FORMAT!r} in it); {_FIX}"
+        )
     version = payload.get("format_version")
     if version != FORMAT_VERSION:
         raise CheckpointError(
@@ -133,14 +191,26 @@ def _read(path: Path) -> dict:
     return payload
 
 
-def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
+def load_checkpoint(path: str | os.PathLike, option: str | None = None) -> Checkpoint:
     """Read and validate a checkpoint (weights_only: never runs code from the file).
 
+    Args:
+        option: the command-line option that named the file (e.g. "--policy"), put in
+            front of any error message.
+
     Raises:
-        CheckpointError: missing, truncated, unsafe, wrong version, or weights that do
-            not fit the stored model config (names and shapes checked here).
+        CheckpointError: missing, a directory, truncated, unsafe, wrong version, or
+            weights that do not fit the stored model config (names and shapes checked).
     """
-    path = Path(path)
+    if option is None:
+        return _load(Path(path))
+    try:
+        return _load(Path(path))
+    except CheckpointError as e:
+        raise CheckpointError(f"{option}: {e}") from None
+
+
+def _load(path: Path) -> Checkpoint:
     payload = _read(path)
     try:
         ckpt = Checkpoint(
@@ -152,7 +222,7 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
             training_state=dict(payload.get("training_state", {})),
         )
     except (KeyError, TypeError, ValueError) as e:
-        raise CheckpointError(f"checkpoint {path}: bad or missing field ({e})") from None
+        raise CheckpointError(f"checkpoint {path}: bad or missing field ({e}); {_FIX}") from None
     _check_shapes(ckpt)
     return ckpt
 
@@ -170,5 +240,5 @@ def _check_shapes(ckpt: Checkpoint) -> None:
     if missing or extra or wrong:
         raise CheckpointError(
             f"checkpoint {ckpt.path} does not match its model config ({ckpt.model_config.arch}): "
-            f"missing {missing[:5]}, unexpected {extra[:5]}, wrong shapes {wrong[:5]}"
+            f"missing {missing[:5]}, unexpected {extra[:5]}, wrong shapes {wrong[:5]}; {_FIX}"
         )

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from steering_agent.common.extras import MissingExtra, require
+from steering_agent.common.extras import require
 from steering_agent.policy.checkpoint import load_checkpoint
 from steering_agent.policy.model import SteeringNet
 
@@ -189,21 +189,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:  # before any work: the export needs onnx, its check onnxruntime (the `onnx` extra)
-        require("onnx", "export-onnx", ("onnx",) if args.no_check else None)
-    except MissingExtra as e:
-        print(f"steering-agent export-onnx: {e}", file=sys.stderr)
-        return 2
-    from steering_agent.common.files import check_writable_file
+    """Checks the extra, --out and the checkpoint before any work. A user's mistake
+    raises one of `cli_args.user_errors` (one line, exit 2, from `steering_agent.cli`)."""
+    from steering_agent.common import cli_args
     from steering_agent.common.package_files import shipped_checkpoint
-    from steering_agent.policy.checkpoint import CheckpointError
 
-    try:
-        out = check_writable_file(args.out, "--out")
-        ckpt = load_checkpoint(args.checkpoint or shipped_checkpoint())
-    except (ValueError, CheckpointError, FileNotFoundError) as e:
-        print(f"steering-agent export-onnx: {e}", file=sys.stderr)
-        return 2
+    # the export needs onnx, its check onnxruntime (the `onnx` extra)
+    require("onnx", "export-onnx", ("onnx",) if args.no_check else None)
+    out = cli_args.writable_file(args.out, "--out")
+    ckpt = load_checkpoint(args.checkpoint or shipped_checkpoint(), option="--checkpoint")
     model = ckpt.build_model("cpu")
     path = export_onnx(model, out)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB, arch {ckpt.model_config.arch})")

@@ -348,7 +348,9 @@ def run(args: argparse.Namespace) -> int:
     if args.workdir:
         cli_args.writable_dir(args.workdir, "--workdir")
     if args.checkpoint:
-        cli_args.load_checkpoint_arg(args.checkpoint, "--checkpoint")
+        from steering_agent.policy.checkpoint import load_checkpoint
+
+        load_checkpoint(args.checkpoint, option="--checkpoint")
     seed = eval_seeds(1)[0] if args.seed is None else args.seed
     result = run_closed_loop(
         seed, args.route_length_m, args.mode, args.width, args.height, args.checkpoint,

@@ -215,3 +215,25 @@ def test_policies_of_one_file_name_are_told_apart_by_their_folders():
         "cnn", "cnn_2", "expert", "expert_2",
     ]  # fmt: skip
     assert file_label("a/cnn") == "a_cnn"
+
+
+def test_eval_takes_a_camera_and_car_and_tells_the_policy(tmp_path):
+    """--camera-* and the vehicle options reach the env and, through its camera_spec and
+    vehicle_spec, the policy (the bridge's mount is calibrated, not squeezed)."""
+    from steering_agent import cli
+    from steering_agent.common.package_files import shipped_checkpoint
+    from steering_agent.evaluation.vec_eval import EvalConfig, make_policy
+
+    out = tmp_path / "cam.json"
+    argv = ["eval", "--policy", str(shipped_checkpoint()), "--episodes", "1",
+            "--route-length-m", "40", "--width", "320", "--height", "240", "--camera-pitch-deg",
+            "0", "--camera-height-m", "2", "--camera-x-m", "2", "--max-steer-deg", "40",
+            "--quiet", "--json", str(out)]  # fmt: skip
+    assert cli.main(argv) == 0
+    doc = json.loads(out.read_text())
+    assert doc["settings"]["camera_pitch_deg"] == 0.0 and doc["settings"]["max_steer_deg"] == 40
+    cfg = EvalConfig(width=320, height=240, env_kwargs=(("camera_pitch_deg", 0.0),
+                                                        ("max_steer_deg", 40.0)))  # fmt: skip
+    policy = make_policy(str(shipped_checkpoint()), 1, "cpu", cfg)._policy
+    assert policy.calibration is not None and policy.calibration.real.pitch_deg == 0.0
+    assert policy.vehicle.max_steer_deg == 40.0

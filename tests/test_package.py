@@ -371,7 +371,7 @@ def test_train_logdir_without_tensorboard_fails_before_any_work(tmp_path):
 def test_train_without_logdir_needs_no_tensorboard(tmp_path):
     code = _blocking("tensorboard") + (
         "import numpy as np\n"
-        "from steering_agent.train import TrainConfig, train\n"
+        "from steering_agent.training import TrainConfig, train\n"
         "from steering_agent.policy.preprocess import PreprocessConfig\n"
         "class E:\n"
         "    def __init__(s, n):\n"

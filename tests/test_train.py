@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from steering_agent.policy.checkpoint import load_checkpoint
-from steering_agent.train import (
+from steering_agent.training import (
     ChunkStream,
     PreparedEpisode,
     TrainConfig,

@@ -112,7 +112,8 @@ def evaluate_policies(
     runs = []
     total_m = len(seeds) * cfg.route_length_m
     for name, spec in zip(unique_names(specs), specs, strict=True):
-        policy = make_policy(spec, batch_size=max(1, min(cfg.num_envs, len(seeds))), device=device)
+        batch = max(1, min(cfg.num_envs, len(seeds)))
+        policy = make_policy(spec, batch_size=batch, device=device, cfg=cfg)
         hook = (frame_hooks or {}).get(name)
         bar = tqdm(
             total=round(total_m),
@@ -145,6 +146,7 @@ def results_json(runs: Sequence[PolicyRun], seeds: Sequence[int], cfg: EvalConfi
             "height": cfg.height,
             "num_envs": cfg.num_envs,
             **cfg.perturb.as_dict(),
+            **dict(cfg.env_kwargs),
             "intervention_threshold_m": metrics.INTERVENTION_THRESHOLD_M,
             "intervention_penalty_s": metrics.INTERVENTION_PENALTY_S,
         },
@@ -157,6 +159,9 @@ def results_json(runs: Sequence[PolicyRun], seeds: Sequence[int], cfg: EvalConfi
         "versions": versions(),
         "command": " ".join(["steering-agent", *sys.argv[1:]]),
     }
+
+
+SUITES = ("cameras",)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -207,6 +212,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--no-video", action="store_true", help="skip the report's MP4")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    from sim.limits import LIMITS
+
+    cam = parser.add_argument_group(
+        "camera and car (default: the training camera and car; docs/cameras.md)"
+    )
+    for key, (low, high, unit) in LIMITS.items():
+        cam.add_argument(
+            "--" + key.replace("_", "-"), dest=key, type=a.bounded(float, low, high),
+            default=None, help=unit,
+        )  # fmt: skip
+    parser.add_argument(
+        "--suite",
+        choices=SUITES,
+        default=None,
+        help="a named suite of settings instead of one (cameras: the camera and vehicle "
+        "grid of steering_agent/evaluation/suites.py; --episodes seeds per cell)",
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> EvalConfig:
@@ -228,12 +250,16 @@ def config_from_args(args: argparse.Namespace) -> EvalConfig:
         )
     except ValueError as e:  # the messages name the options
         raise UsageError(str(e)) from None
+    from sim.limits import LIMITS
+
+    given = tuple((k, getattr(args, k)) for k in LIMITS if getattr(args, k, None) is not None)
     return EvalConfig(
         route_length_m=args.route_length_m,
         width=args.width,
         height=args.height,
         num_envs=args.num_envs,
         perturb=perturb,
+        env_kwargs=given,
     )
 
 
@@ -259,10 +285,37 @@ def check_inputs(args: argparse.Namespace) -> tuple[EvalConfig, list[int]]:
     return cfg, seeds
 
 
+def run_suite(args: argparse.Namespace, seeds: list[int]) -> int:
+    """`eval --suite NAME`: every policy over every cell of the suite; a table and JSON."""
+    from steering_agent.evaluation import suites
+
+    cells = suites.camera_cells()
+    doc = {"suite": args.suite, "command": "steering-agent eval " + " ".join(sys.argv[2:]),
+           "seeds": seeds, "route_length_m": args.route_length_m, "policies": {}}  # fmt: skip
+    for name, spec in zip(unique_names(args.policy), args.policy, strict=True):
+
+        def show(cell: str, row: dict, name=name) -> None:
+            print(f"{name} {cell:16s} interventions {row['interventions']:4d}  mean |lateral| "
+                  f"{row['mean_abs_lateral_m']:.3f} m  p95 {row['p95_abs_lateral_m']:.3f} m",
+                  flush=True)  # fmt: skip
+
+        rows = suites.run_cells(
+            spec, cells, seeds, args.route_length_m, args.num_envs, args.device, show
+        )
+        doc["policies"][name] = rows
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(doc, indent=1))
+        print(f"wrote {args.json}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     from steering_agent.evaluation import report
 
     cfg, seeds = check_inputs(args)
+    if args.suite:
+        return run_suite(args, seeds)
     names = unique_names(args.policy)
     skipped = report.plots_notice() if args.report else None
     if skipped:

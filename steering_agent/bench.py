@@ -23,7 +23,7 @@ import numpy as np
 
 from steering_agent.common import cli_args
 
-SUITES = ("inference", "sim", "ros", "record", "eval")
+SUITES = ("inference", "preprocess", "sim", "ros", "record", "eval")
 
 
 @dataclass
@@ -135,6 +135,26 @@ def _preprocess_of(model):
     from steering_agent.policy.preprocess import PreprocessConfig
 
     return PreprocessConfig(height=model.cfg.height, width=model.cfg.width)
+
+
+def bench_preprocess(repeats: int, quick: bool) -> list:
+    """Frame -> network input per frame: the plain crop and resize at 200x66 and 800x600,
+    and the calibrated remap of the CARLA bridge's camera (800x600, pitch 0, 2.0 m high,
+    2.0 m ahead) onto the training camera."""
+    from steering_agent.policy.calibration import CANONICAL_MOUNT, CameraSpec
+    from steering_agent.policy.latency import preprocess_ms
+
+    frames = 30 if quick else 300
+    bridge = CameraSpec.from_fov(
+        800, 600, 90.0, **{**CANONICAL_MOUNT, "x_m": 2.0, "height_m": 2.0, "pitch_deg": 0.0}
+    )
+    cases = (("preprocess 200x66", 200, 66, None), ("preprocess 800x600", 800, 600, None),
+             ("preprocess 800x600 calibrated (CARLA bridge mount)", 800, 600, bridge))  # fmt: skip
+    out = []
+    for name, w, h, cam in cases:
+        runs = repeat(lambda w=w, h=h, cam=cam: preprocess_ms(w, h, cam, frames), repeats)
+        out.append(Measurement(name, "ms/frame", runs, {"frames": frames}))
+    return out
 
 
 def bench_sim(repeats: int, quick: bool) -> list:
@@ -291,6 +311,8 @@ def run_suites(names: list[str], repeats: int, quick: bool, policy, device: str)
         t0 = time.perf_counter()
         if name == "inference":
             out += bench_inference(repeats, quick, policy, device)
+        elif name == "preprocess":
+            out += bench_preprocess(repeats, quick)
         elif name == "sim":
             out += bench_sim(repeats, quick)
         elif name == "ros":

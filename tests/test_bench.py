@@ -168,3 +168,21 @@ def test_bench_cli_ros_quick(tmp_path, ros_domain):
         assert r["frames"] == 20 and r["lost"] == [0], r  # every frame was answered
     for r in results[::2]:  # camera->control: its own p99 of the same run
         assert len(r["p99_ms"]) == 1 and r["p99_ms"][0] >= r["median"], r
+
+
+def test_bench_cli_preprocess_quick(tmp_path, monkeypatch):
+    """Three rows (plain 200x66, plain 800x600, calibrated 800x600), each the median of
+    exactly the frames asked for, timed by the module's clock."""
+    from steering_agent.policy import calibration, latency
+
+    monkeypatch.setattr(latency, "time", fake_clock(0.002))  # 2 ms a clock reading
+    applied = counted(monkeypatch, calibration.CameraCalibration, "apply")
+    results = _run_quick(tmp_path, "preprocess")["results"]
+    assert [r["name"] for r in results] == [
+        "preprocess 200x66", "preprocess 800x600",
+        "preprocess 800x600 calibrated (CARLA bridge mount)",
+    ]  # fmt: skip
+    for r in results:
+        _check_measurement(r, 2, "ms/frame")
+        assert r["frames"] == 30 and r["median"] == pytest.approx(2.0)
+    assert len(applied) == 2 * (30 + 30)  # two repeats of warm-up + timed frames, calibrated only

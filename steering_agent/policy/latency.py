@@ -131,3 +131,37 @@ def benchmark_latency(
         "backend": policy.backend,
         "threads": torch.get_num_threads(),
     }
+
+
+def preprocess_ms(
+    width: int, height: int, camera=None, frames: int = 300, warmup: int = 30, seed: int = 0
+) -> float:
+    """Median time (ms) to turn one uint8 RGB `width` x `height` frame into the network's
+    input (PilotNet's 200x66 YUV): the plain crop and resize, or with `camera` (a
+    `CameraSpec`) the calibrated remap of `steering_agent.policy.calibration`."""
+    from steering_agent.policy.calibration import CameraCalibration, canonical_camera
+    from steering_agent.policy.preprocess import to_color_space
+
+    cfg = PreprocessConfig()
+    image = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    out = np.empty((1, 3, cfg.height, cfg.width), np.uint8)
+    nhwc = np.empty((cfg.height, cfg.width, 3), np.uint8)
+    rgb = np.empty_like(nhwc)
+    if camera is None:
+
+        def once() -> None:
+            preprocess_frames(image, cfg, out)
+    else:
+        canon, first = canonical_camera(cfg.width, cfg.height)
+        calib = CameraCalibration(camera, canon, cfg.width, cfg.height, first)
+
+        def once() -> None:
+            to_color_space(calib.apply(image, rgb), cfg.color, nhwc)
+
+    times = []
+    for i in range(warmup + frames):
+        t0 = time.perf_counter()
+        once()
+        if i >= warmup:
+            times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)

@@ -120,6 +120,26 @@ def test_sync_steps_only_for_the_command_of_the_current_frame(bridge):
     assert bridge.wait_stamp(stamp_ns(stamp) + DT_NS)
 
 
+def test_a_nonfinite_command_is_dropped_and_the_bridge_goes_on(bridge):
+    from carla_msgs.msg import CarlaEgoVehicleControl
+    from geometry_msgs.msg import Twist
+
+    current = max(bridge.stamps())
+    stamp = next(i.header.stamp for i in bridge.images if stamp_ns(i.header.stamp) == current)
+    bad = CarlaEgoVehicleControl(throttle=0.5, steer=float("nan"), brake=0.0)
+    bad.header.stamp = stamp
+    bridge.carla.publish(bad)
+    twist = Twist()
+    twist.angular.z = float("inf")
+    bridge.twist.publish(twist)
+    bridge.probe.spin_for(0.5)
+    assert bridge.proc.poll() is None, log_text(bridge.log)
+    assert max(bridge.stamps()) == current  # no world step
+    assert "non-finite" in log_text(bridge.log)
+    bridge.answer(stamp)  # a good command for the same frame still steps the world
+    assert bridge.wait_stamp(current + DT_NS)
+
+
 def test_twist_command_steps_the_world(bridge):
     from geometry_msgs.msg import Twist
 

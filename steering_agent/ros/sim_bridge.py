@@ -255,7 +255,7 @@ class SimBridgeNode(Node):
                 self._latest = (0.0, 0.0, 1.0)
             return
         action = control_msgs.from_carla_msg(msg)
-        if not self._finite(action, "CarlaEgoVehicleControl"):
+        if not self._finite((msg.steer, msg.throttle, msg.brake), "CarlaEgoVehicleControl"):
             return
         stamp_ns = stamp_to_ns(msg.header.stamp)
         first = self._count_answer(stamp_ns)
@@ -269,7 +269,7 @@ class SimBridgeNode(Node):
         if self._done or not self._started:
             return
         action = control_msgs.from_twist(msg, self.p["max_steer_angle_rad"])
-        if not self._finite(action, "Twist"):
+        if not self._finite((msg.linear.x, msg.angular.z), "Twist"):
             return
         # No stamp: the command answers the newest frame.
         first = self._count_answer(self.step_idx * self.dt_ns)
@@ -309,14 +309,14 @@ class SimBridgeNode(Node):
     def _info(self) -> dict:
         return self.episode.info
 
-    def _finite(self, action: tuple[float, float, float], source: str) -> bool:
+    def _finite(self, values: tuple[float, ...], source: str) -> bool:
         """False (and a rate-limited warning) for a command holding NaN or infinity: it is
         dropped and the car keeps the last good command."""
-        if all(math.isfinite(v) for v in action):
+        if all(math.isfinite(v) for v in values):
             return True
         self.counts["nonfinite_controls"] += 1
         self.get_logger().warning(
-            f"dropped a {source} command with a non-finite value {action}; keeping the last "
+            f"dropped a {source} command with a non-finite value {values}; keeping the last "
             "good command",
             throttle_duration_sec=2.0,
         )

@@ -18,9 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-import rclpy
 from rclpy.clock import Clock, ClockType
-from rclpy.exceptions import ParameterException
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
@@ -33,7 +31,7 @@ from steering_agent.interfaces import topics
 from steering_agent.interfaces.stamps import stamp_to_s
 from steering_agent.ros import control_msgs
 from steering_agent.ros.params import declare_all, floating, integer, string
-from steering_agent.ros.spin import spin_until_shutdown
+from steering_agent.ros.spin import run_node
 
 NODE_NAME = "agent"
 WATCHDOG_FRAME_ID = "watchdog"  # header.frame_id of the watchdog's brake commands
@@ -360,22 +358,9 @@ class SteeringAgentNode(Node):
 
 def main(args: list[str] | None = None) -> int:
     """Entry point of `ros2 run steering_agent agent`; exit code 0 on Ctrl-C/SIGTERM."""
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = SteeringAgentNode()
-        spin_until_shutdown(node)
-    except KeyboardInterrupt:
-        pass
-    except (ValueError, FileNotFoundError, ParameterException) as e:
-        print(f"agent: {e}", file=sys.stderr)
-        return 1
-    finally:
-        if node is not None:
-            node.write_summary()
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node(
+        "agent", SteeringAgentNode, SteeringAgentNode.write_summary, args, (FileNotFoundError,)
+    )
 
 
 if __name__ == "__main__":

@@ -24,9 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import rclpy
 from rcl_interfaces.msg import ParameterDescriptor
-from rclpy.exceptions import ParameterException
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
@@ -34,7 +32,7 @@ from steering_agent.common.files import check_writable_dir
 from steering_agent.data import bagio
 from steering_agent.interfaces import topics
 from steering_agent.ros.params import declare_all, floating, string
-from steering_agent.ros.spin import spin_until_shutdown
+from steering_agent.ros.spin import run_node
 
 DEFAULT_TOPICS = [
     topics.IMAGE,
@@ -188,22 +186,7 @@ class RecorderNode(Node):
 
 def main(args: list[str] | None = None) -> int:
     """`ros2 run steering_agent recorder`: record until Ctrl-C or SIGTERM."""
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = RecorderNode()
-        spin_until_shutdown(node)
-    except KeyboardInterrupt:
-        pass
-    except (ValueError, ParameterException) as e:
-        print(f"recorder: {e}", file=sys.stderr)
-        return 1
-    finally:
-        if node is not None:
-            node.close()
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node("recorder", RecorderNode, RecorderNode.close, args)
 
 
 if __name__ == "__main__":

@@ -39,10 +39,8 @@ import time
 from collections import OrderedDict
 
 import numpy as np
-import rclpy
 from builtin_interfaces.msg import Time
 from nav_msgs.msg import Odometry
-from rclpy.exceptions import ParameterException
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile
 from rosgraph_msgs.msg import Clock
@@ -55,7 +53,7 @@ from steering_agent.interfaces import topics
 from steering_agent.interfaces.stamps import ns_to_sec_nanosec, stamp_to_ns
 from steering_agent.ros import control_msgs
 from steering_agent.ros.params import declare_all, flag, floating, integer, string
-from steering_agent.ros.spin import spin_until_shutdown
+from steering_agent.ros.spin import run_node
 
 NODE_NAME = "sim_bridge"
 MODES = ("sync", "realtime")
@@ -366,6 +364,14 @@ class SimBridgeNode(Node):
             out["summary"] = self.episode.summary().as_dict()
         return out
 
+    def finish(self) -> None:
+        """At exit: the final metrics (stderr and `metrics_file`), the env closed."""
+        final = json.dumps(self.metrics(with_summary=True))
+        print(f"[sim_bridge] final metrics: {final}", file=sys.stderr)
+        if self.p["metrics_file"]:
+            write_text_atomic(self.p["metrics_file"], final)
+        self.env.close()
+
     def publish_metrics(self) -> None:
         data = json.dumps(self.metrics(with_summary=True))
         if self.p["metrics_file"]:  # first: who saw the message finds the file as new
@@ -375,26 +381,7 @@ class SimBridgeNode(Node):
 
 def main(args: list[str] | None = None) -> int:
     """Entry point of `ros2 run steering_agent sim_bridge`; exit code 0 on Ctrl-C/SIGTERM."""
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = SimBridgeNode()
-        spin_until_shutdown(node)
-    except KeyboardInterrupt:
-        pass
-    except (ValueError, ParameterException) as e:
-        print(f"sim_bridge: {e}", file=sys.stderr)
-        return 1
-    finally:
-        if node is not None:
-            final = json.dumps(node.metrics(with_summary=True))
-            print(f"[sim_bridge] final metrics: {final}", file=sys.stderr)
-            if node.p["metrics_file"]:
-                write_text_atomic(node.p["metrics_file"], final)
-            node.env.close()
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node("sim_bridge", SimBridgeNode, SimBridgeNode.finish, args)
 
 
 if __name__ == "__main__":

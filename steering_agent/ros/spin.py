@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
+
 import rclpy
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
@@ -18,3 +21,35 @@ def spin_until_shutdown(node: Node) -> None:
         # its wait set (RCLError "context is not valid"): that is a shutdown, not a crash.
         if node.context.ok():
             raise
+
+
+def run_node(
+    name: str,
+    make_node: Callable[[], Node],
+    finish: Callable[[Node], None] | None = None,
+    args: list[str] | None = None,
+    user_errors: tuple[type[BaseException], ...] = (),
+) -> int:
+    """The `main` of an executable: init, build the node, spin until Ctrl-C or SIGTERM,
+    then `finish(node)` (summaries, closing files) and shut down. A configuration error
+    (ValueError, a refused parameter, or one of `user_errors`) is one line on stderr and
+    exit code 1; a clean stop is 0."""
+    from rclpy.exceptions import ParameterException
+
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = make_node()
+        spin_until_shutdown(node)
+    except KeyboardInterrupt:
+        pass
+    except (ValueError, ParameterException, *user_errors) as e:
+        print(f"{name}: {e}", file=sys.stderr)
+        return 1
+    finally:
+        if node is not None:
+            if finish is not None:
+                finish(node)
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0

@@ -237,3 +237,15 @@ def test_eval_takes_a_camera_and_car_and_tells_the_policy(tmp_path):
     policy = make_policy(str(shipped_checkpoint()), 1, "cpu", cfg)._policy
     assert policy.calibration is not None and policy.calibration.real.pitch_deg == 0.0
     assert policy.vehicle.max_steer_deg == 40.0
+
+
+def test_uncalibrated_means_the_policy_is_not_told_the_camera():
+    from steering_agent.common.package_files import shipped_checkpoint
+    from steering_agent.evaluation.vec_eval import EvalConfig, make_policy
+
+    kw = (("camera_pitch_deg", 0.0),)
+    told = make_policy(str(shipped_checkpoint()), 1, "cpu", EvalConfig(env_kwargs=kw))
+    blind = make_policy(
+        str(shipped_checkpoint()), 1, "cpu", EvalConfig(env_kwargs=kw, tell_policy=False)
+    )
+    assert told._policy.calibration is not None and blind._policy.calibration is None

@@ -147,6 +147,7 @@ def results_json(runs: Sequence[PolicyRun], seeds: Sequence[int], cfg: EvalConfi
             "num_envs": cfg.num_envs,
             **cfg.perturb.as_dict(),
             **dict(cfg.env_kwargs),
+            "policy_told_camera": cfg.tell_policy,
             "intervention_threshold_m": metrics.INTERVENTION_THRESHOLD_M,
             "intervention_penalty_s": metrics.INTERVENTION_PENALTY_S,
         },
@@ -222,6 +223,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             "--" + key.replace("_", "-"), dest=key, type=a.bounded(float, low, high),
             default=None, help=unit,
         )  # fmt: skip
+    cam.add_argument(
+        "--uncalibrated",
+        action="store_true",
+        help="do not tell the policy the camera and car (it assumes the training ones; for "
+        "comparison with the calibrated default)",
+    )
     parser.add_argument(
         "--suite",
         choices=SUITES,
@@ -260,6 +267,7 @@ def config_from_args(args: argparse.Namespace) -> EvalConfig:
         num_envs=args.num_envs,
         perturb=perturb,
         env_kwargs=given,
+        tell_policy=not args.uncalibrated,
     )
 
 

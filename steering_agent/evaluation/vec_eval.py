@@ -75,6 +75,7 @@ class EvalConfig:
     # more keyword arguments of the env: the camera mount, fov_deg, the vehicle
     # (camera_pitch_deg, wheelbase_m, ...); the policy is told the same camera and car
     env_kwargs: tuple[tuple[str, object], ...] = ()
+    tell_policy: bool = True  # False: the policy assumes its canonical camera and car
 
     def env_options(self) -> dict:
         """All keyword arguments of `SteeringAgent/Drive-v0` for this evaluation."""
@@ -84,7 +85,7 @@ class EvalConfig:
     def camera_and_vehicle(self) -> tuple[dict | None, dict | None]:
         """(camera_spec, vehicle_spec) of the evaluation's env, or (None, None) for the
         default camera and car (the policy then assumes its canonical ones)."""
-        if not self.env_kwargs and (self.width, self.height) == (200, 66):
+        if not self.tell_policy or (not self.env_kwargs and (self.width, self.height) == (200, 66)):
             return None, None
         env = make_env(self)
         try:

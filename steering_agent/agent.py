@@ -14,11 +14,22 @@ converts messages and calls it, so every rule below is tested in-process:
   `watchdog_timeout_s` (counted from the first frame until there is one) the agent
   brakes fully, resets the recurrent state, and keeps braking on every tick until a
   frame again gives a driving command. Only a good command ends the braking.
+- manual override (`set_override(True)`, a safety driver or a teleoperator has the car):
+  the agent says nothing to publish, neither driving commands nor brakes, but keeps
+  stepping the network on every frame. Its recurrent state then follows the road the car
+  is really on, so on release (`set_override(False)`) it drives from a state that saw
+  the road, not from a cold start or from a state frozen where the human took over; the
+  watchdog is re-armed at the release (counted from it, as from a first frame).
+
+`HealthMonitor` turns the agent's counters into the status the node publishes on
+/diagnostics once a second; the frame path only increments counters, the report
+computes the rates and percentiles.
 """
 
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +40,7 @@ from steering_agent.common.stats import percentiles_ms
 from steering_agent.policy.control import SAFE_ACTION, Control
 
 DRIVE, RESENT, BRAKE = "drive", "resent", "brake"
+RECENT_STEPS = 4096  # policy step times kept for the health report (minutes at 20 Hz)
 FULL_BRAKE = Control(float(SAFE_ACTION[0]), float(SAFE_ACTION[1]), float(SAFE_ACTION[2]))
 
 
@@ -63,6 +75,22 @@ class FrameStats:
         self._rows: list[tuple[float, float, float]] = []
         self.counts = {"skipped_frames": 0, "resent_frames": 0, "watchdog_events": 0,
                        "failure_brakes": 0, "resets": 0}  # fmt: skip
+        # Every policy step (also under manual override, when nothing is published) and
+        # the time of the latest ones, for the health report.
+        self.stepped = 0
+        self.recent_policy_s: deque[float] = deque(maxlen=RECENT_STEPS)
+
+    def add_step(self, policy_s: float) -> None:
+        self.stepped += 1
+        self.recent_policy_s.append(policy_s)
+
+    def recent_steps_s(self, since: int) -> list[float]:
+        """The policy step times of the steps after the first `since` ones (as many of
+        them as are kept)."""
+        n = min(self.stepped - since, len(self.recent_policy_s))
+        if n <= 0:
+            return []
+        return list(self.recent_policy_s)[-n:]
 
     def add(self, decode_s: float, policy_s: float, publish_s: float) -> None:
         self._rows.append((decode_s, policy_s, publish_s))
@@ -88,6 +116,9 @@ class DrivingAgent:
         watchdog_timeout_s: brake when no driving command for this long (wall time).
         max_failures: brake at once after this many unusable frames in a row.
         clock: monotonic seconds (tests pass a fake one).
+
+    `set_override(True)` holds every command back while the network keeps stepping
+    (module doc); `set_watchdog_timeout` changes the timeout while running.
     """
 
     def __init__(
@@ -98,8 +129,7 @@ class DrivingAgent:
         clock: Callable[[], float] = time.monotonic,
         policy_error: str = "",
     ) -> None:
-        if not watchdog_timeout_s > 0:
-            raise ValueError(f"watchdog_timeout_s must be > 0, got {watchdog_timeout_s}")
+        _check_timeout(watchdog_timeout_s)
         if max_failures < 1:
             raise ValueError(f"max_failures must be >= 1, got {max_failures}")
         self.policy = policy
@@ -114,6 +144,29 @@ class DrivingAgent:
         self._first_frame_t: float | None = None
         self._last_good_t: float | None = None
         self._last: Command | None = None  # the last driving command (for re-sent frames)
+        self.overridden = False  # a human has the car: publish nothing, keep stepping
+        self._released_t: float | None = None  # the last release of the override
+
+    def set_override(self, active: bool) -> str | None:
+        """Manual override on (True) or off (False); a log line when it changes.
+
+        While on, `on_frame` still steps the policy (the LSTM state stays fresh: on release
+        the agent drives from a state that saw the road, no cold start) but returns no
+        command, and `on_tick` returns none (no watchdog brakes either). The release
+        re-arms the watchdog: it counts `watchdog_timeout_s` from the release."""
+        active = bool(active)
+        if active == self.overridden:
+            return None
+        self.overridden = active
+        if active:
+            return "manual override: publishing nothing (the network keeps stepping)"
+        self._released_t = self.clock()
+        return "manual override released: driving again (watchdog re-armed)"
+
+    def set_watchdog_timeout(self, seconds: float) -> None:
+        """A new watchdog timeout (s), from the next tick."""
+        _check_timeout(seconds)
+        self.watchdog_timeout_s = float(seconds)
 
     def reset(self) -> None:
         """Forget the recurrent state (an episode restarts; the reset service)."""
@@ -133,6 +186,8 @@ class DrivingAgent:
         last = self._last
         if key is not None and last is not None and key == last.key:
             self.stats.counts["resent_frames"] += 1
+            if self.overridden:
+                return FrameResult(None)
             return FrameResult(Command(last.control, RESENT, key))
         t0 = time.perf_counter()
         try:
@@ -149,6 +204,7 @@ class DrivingAgent:
             return self._failed(key, f"frame skipped: {type(e).__name__}: {e}")
         t2 = time.perf_counter()
         self.last_decode_s, self.last_policy_s = t1 - t0, t2 - t1
+        self.stats.add_step(t2 - t1)
         self.failures_in_a_row = 0
         self._last_good_t = now
         event = None
@@ -156,11 +212,15 @@ class DrivingAgent:
             event = f"driving again after braking ({self.braking})"
             self.braking = None
         self._last = Command(control, DRIVE, key)
+        if self.overridden:  # stepped, state kept fresh; the human drives
+            return FrameResult(None, event=event)
         return FrameResult(self._last, event=event)
 
     def _failed(self, key: Any, text: str) -> FrameResult:
         self.stats.counts["skipped_frames"] += 1
         self.failures_in_a_row += 1
+        if self.overridden:  # no brake while a human drives; the count carries on
+            return FrameResult(None, error=text)
         if self.failures_in_a_row < self.max_failures and not self.braking:
             return FrameResult(None, error=text)
         event = None
@@ -180,9 +240,13 @@ class DrivingAgent:
 
     def on_tick(self) -> FrameResult:
         """The watchdog, called periodically on wall time: a brake command when due."""
+        if self.overridden:
+            return FrameResult(None)
         if self.braking:
             return FrameResult(Command(FULL_BRAKE, BRAKE))
         armed_at = self._last_good_t if self._last_good_t is not None else self._first_frame_t
+        if self._released_t is not None and (armed_at is None or armed_at < self._released_t):
+            armed_at = self._released_t
         if armed_at is None or self.clock() - armed_at < self.watchdog_timeout_s:
             return FrameResult(None)
         self.stats.counts["watchdog_events"] += 1
@@ -190,3 +254,8 @@ class DrivingAgent:
             "watchdog", f"no driving command for {self.watchdog_timeout_s:g} s: braking"
         )
         return FrameResult(Command(FULL_BRAKE, BRAKE), event=event)
+
+
+def _check_timeout(seconds: float) -> None:
+    if not seconds > 0:  # also NaN
+        raise ValueError(f"watchdog_timeout_s must be > 0, got {seconds}")

@@ -639,7 +639,7 @@ def test_route_geometry_and_pure_pursuit():
 # ---- parameter files and docs --------------------------------------------------------
 
 
-AGENT_NODE = "steering_agent.ros.agent_node"
+AGENT_NODE = "steering_agent.ros.agent_params"
 UNKNOWN = object()  # a default the source does not spell as a literal or `topics.X`
 
 

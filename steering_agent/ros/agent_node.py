@@ -9,6 +9,25 @@ and the watchdog (on wall time, also under `use_sim_time`) that brakes while no 
 gives a driving command. The camera subscription keeps only the newest frame (depth 1),
 so a slow step drops frames instead of building a queue. Control message types and the
 Twist convention: steering_agent.ros.control_msgs.
+
+For the integrator:
+
+- `/diagnostics` (diagnostic_msgs/DiagnosticArray), once a second on wall time: one
+  status "steering_agent: agent" (hardware_id: the node's name), OK / WARN (braking, no
+  frames yet, many frames dropped) / ERROR (no policy), with the frame rate, the frame
+  drop, the policy's step time p50/p99, the watchdog and override states and the
+  calibration as key-values. The content is `steering_agent.ros.diagnostics.HealthMonitor`'s
+  (no ROS; tested in-process); the frame callback only counts.
+- manual override: while `manual_override_topic` (std_msgs/Bool, reliable, transient
+  local, depth 1, as the CARLA ROS bridge subscribes to it) is true, the node publishes
+  nothing, no drive commands and no watchdog brakes, but keeps stepping the network on
+  the frames, so on release it drives from a state that saw the road (no cold start);
+  the release re-arms the watchdog (`DrivingAgent.set_override`).
+- `target_speed_mps`, `watchdog_timeout_s` and `error_log_period_s` can be set while the
+  node runs (`ros2 param set agent target_speed_mps 5.0`), within the ranges of their
+  descriptors. An integer (`... target_speed_mps 5`) is taken as a float where rclpy
+  has pre-set parameter callbacks (Iron and newer: Jazzy, Kilted); Humble's rclpy refuses
+  it before any node callback runs ("Wrong parameter type"), so there pass 5.0.
 """
 
 from __future__ import annotations
@@ -18,118 +37,41 @@ import sys
 import time
 from pathlib import Path
 
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.parameter import Parameter
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.subscription import Subscription
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
-from std_msgs.msg import Float32
+from std_msgs.msg import Bool, Float32
 from std_srvs.srv import Trigger
 
 from steering_agent.agent import BRAKE, DrivingAgent
 from steering_agent.common.package_files import shipped_checkpoint
-from steering_agent.interfaces import topics
 from steering_agent.interfaces.stamps import stamp_to_s
 from steering_agent.ros import control_msgs
-from steering_agent.ros.params import declare_all, floating, integer, string
+from steering_agent.ros.agent_params import (
+    PARAMETERS,
+    RUNTIME,
+    finite_number,
+    float_range,
+    ints_to_floats,
+    refused,
+)
+from steering_agent.ros.diagnostics import HealthMonitor
+from steering_agent.ros.params import declare_all
 from steering_agent.ros.spin import run_node
 
 NODE_NAME = "agent"
 WATCHDOG_FRAME_ID = "watchdog"  # header.frame_id of the watchdog's brake commands
-
-
-# name -> (default, descriptor); the defaults are the CARLA ROS bridge's names.
-PARAMETERS = {
-    "checkpoint": ("", string("checkpoint file; empty = the shipped checkpoints/cnn_lstm.pt")),
-    "device": ("auto", string("torch device", ("auto", "cpu", "cuda"))),
-    "backend": (
-        "auto",
-        string(
-            "per-frame network runtime (auto: onnxruntime on the CPU where installed)",
-            ("auto", "torch", "onnxruntime"),
-        ),
-    ),
-    "image_topic": (topics.IMAGE, string("camera sensor_msgs/Image topic")),
-    "image_transport": (
-        "raw",
-        string(
-            "raw: Image on image_topic; compressed: <image_topic>/compressed", ("raw", "compressed")
-        ),
-    ),
-    "image_reliability": (
-        "best_effort",
-        string(
-            "camera QoS reliability, depth 1 either way (best_effort: sensor-data QoS; "
-            "reliable: retransmits lost fragments of large frames)",
-            ("best_effort", "reliable"),
-        ),
-    ),
-    "camera_info_topic": (
-        topics.CAMERA_INFO,
-        string("sensor_msgs/CameraInfo of the camera (its intrinsics replace camera_fov_deg)"),
-    ),
-    "speed_topic": (topics.SPEEDOMETER, string("std_msgs/Float32 speed topic (m/s)")),
-    "control_topic": (topics.CONTROL, string("carla_msgs/CarlaEgoVehicleControl topic")),
-    "twist_topic": (topics.TWIST, string("geometry_msgs/Twist topic (fallback)")),
-    "control_type": ("auto", string("control message type", control_msgs.CONTROL_TYPES)),
-    "target_speed_mps": (
-        0.0,
-        floating("cruise speed (m/s) of the speed controller; 0 = the checkpoint's", 0.0, 40.0),
-    ),
-    "max_gap_s": (0.5, floating("frame gap (s) after which the LSTM state resets", 0.01, 10.0)),
-    "watchdog_timeout_s": (
-        0.5,
-        floating("no frame for this long (s): publish full brake until frames return", 0.05, 10.0),
-    ),
-    "max_steer_angle_rad": (
-        control_msgs.DEFAULT_MAX_STEER_ANGLE_RAD,
-        floating("Twist only: wheel angle (rad) of steer = 1, as carla_twist_to_control", 0.1, 1.6),
-    ),
-    "error_log_period_s": (
-        2.0,
-        floating("bad frames: log at most one error per this many seconds", 0.0, 3600.0),
-    ),
-    # The camera's mount on the car (X forward, Y left, Z up from the ground under the
-    # reference point; steering_agent.policy.calibration) and the car: defaults are the
-    # CARLA ROS bridge's rgb_front and CARLA's default vehicle.
-    **{
-        name: (default, floating(text, low, high))
-        for name, default, text, low, high in (
-            ("camera_x_m", 2.0, "camera position ahead of the reference point (m)", -10.0, 10.0),
-            ("camera_y_m", 0.0, "camera position left of the centre line (m)", -5.0, 5.0),
-            ("camera_height_m", 2.0, "camera height above the ground (m)", 0.05, 20.0),
-            ("camera_pitch_deg", 0.0, "camera pitch, down positive (deg)", -80.0, 80.0),
-            ("camera_roll_deg", 0.0, "camera roll, clockwise seen from behind (deg)", -45.0, 45.0),
-            ("camera_yaw_deg", 0.0, "camera yaw, left positive (deg)", -45.0, 45.0),
-            (
-                "camera_fov_deg",
-                90.0,
-                "horizontal FOV until camera_info arrives (deg)",
-                5.0,
-                175.0,
-            ),
-            ("wheelbase_m", 2.875, "wheelbase of the car (m)", 0.5, 10.0),
-            ("max_steer_deg", 70.0, "road-wheel angle of steer = 1 (deg)", 1.0, 89.0),
-        )
-    },
-    "max_failures": (
-        3,
-        integer("unusable frames in a row (undecodable, policy error) before braking", 1, 1000),
-    ),
-    "max_image_pixels": (
-        4096 * 2304,
-        integer("refuse frames of more pixels than this, before decoding them", 1, 2**31 - 1),
-    ),
-    "threads": (
-        1,
-        integer(
-            "torch CPU threads (0: torch's default); 1 avoids fighting the simulator and DDS "
-            "for the cores",
-            0,
-            256,
-        ),
-    ),
-    "stats_file": ("", string("write per-frame timing JSON here at shutdown; empty = no")),
-}
+DIAGNOSTICS_TOPIC = "/diagnostics"
+DIAGNOSTICS_NAME = "steering_agent: agent"
+DIAGNOSTICS_PERIOD_S = 1.0
+# Subscription callbacks that take the message info (publication sequence numbers, from
+# which the superseded frames are counted) came after Humble; there the count is unknown.
+_WITH_MESSAGE_INFO = hasattr(Subscription, "CallbackType")
 
 
 class SteeringAgentNode(Node):
@@ -139,22 +81,28 @@ class SteeringAgentNode(Node):
         super().__init__(NODE_NAME, **kwargs)
         p = self._params = declare_all(self, PARAMETERS)
         self.control_type = control_msgs.resolve_control_type(p["control_type"])
+        self._checkpoint_speed_mps = 0.0  # the checkpoint's cruise speed, once loaded
         policy, problem = self._load_policy(p)
         self.agent = DrivingAgent(
             policy, p["watchdog_timeout_s"], p["max_failures"], policy_error=problem
         )
+        self.health = HealthMonitor(self.agent)
         self._speed: float | None = None
         self._rgb = None
         self._make_publisher(p)
         self._make_subscriptions(p)
         self.create_service(Trigger, "~/reset", self._on_reset)
-        # The watchdog counts wall time, also under use_sim_time: a simulator that stops
-        # together with its /clock must still be braked for.
-        self.create_timer(
-            p["watchdog_timeout_s"] / 4.0,
-            self._on_watchdog,
-            clock=Clock(clock_type=ClockType.STEADY_TIME),
+        # The watchdog and the diagnostics count wall time, also under use_sim_time: a
+        # simulator that stops together with its /clock must still be braked for.
+        steady = Clock(clock_type=ClockType.STEADY_TIME)
+        self._watchdog = self.create_timer(
+            p["watchdog_timeout_s"] / 4.0, self._on_watchdog, clock=steady
         )
+        self._diagnostics = self.create_publisher(
+            DiagnosticArray, DIAGNOSTICS_TOPIC, QoSProfile(depth=10)
+        )
+        self.create_timer(DIAGNOSTICS_PERIOD_S, self._publish_diagnostics, clock=steady)
+        self._runtime_parameters()
         self.get_logger().info(
             f"steering from {p['image_topic']} ({p['image_transport']}), "
             f"publishing {self.control_type} on {self._control_topic}"
@@ -179,8 +127,17 @@ class SteeringAgentNode(Node):
                 "written by `steering-agent train`) or put the shipped checkpoints/cnn_lstm.pt"
             )
         try:
-            policy = SteeringPolicy.load(
-                path,
+            from steering_agent.policy.checkpoint import load_checkpoint
+            from steering_agent.policy.control import DEFAULT_TARGET_SPEED_MPS
+
+            ckpt = load_checkpoint(path)
+            speed = ckpt.provenance.get("target_speed_mps")
+            # what target_speed_mps 0 means (as BatchedSteeringPolicy resolves None)
+            self._checkpoint_speed_mps = (
+                float(speed) if finite_number(speed) else DEFAULT_TARGET_SPEED_MPS
+            )
+            policy = SteeringPolicy.from_checkpoint(
+                ckpt,
                 device=p["device"],
                 max_gap_s=p["max_gap_s"],
                 target_speed_mps=p["target_speed_mps"] or None,
@@ -241,6 +198,48 @@ class SteeringAgentNode(Node):
         self._out = msg_type()
         self._pub = self.create_publisher(msg_type, self._control_topic, reliable)
 
+    def _runtime_parameters(self) -> None:
+        """Accept integers for the float parameters (where rclpy can), then validate and
+        apply the runtime parameters (`RUNTIME`) when they are set."""
+        add_pre_set = getattr(self, "add_pre_set_parameters_callback", None)
+        if add_pre_set is not None:  # rclpy of Iron and newer; not on Humble
+            add_pre_set(ints_to_floats)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+
+    def _on_set_parameters(self, params: list) -> SetParametersResult:
+        """Check every runtime parameter of the request (the descriptor's range, as rclpy
+        does too, and the type), then apply them all or none."""
+        changes = {}
+        for param in params:
+            if param.name not in RUNTIME:
+                continue  # read-only ones were refused by rclpy before this callback
+            value, low, high = param.value, *float_range(param.name)
+            if param.type_ == Parameter.Type.INTEGER:
+                return refused(
+                    f"{param.name} is a float: pass {float(value)!r}, not {value!r} "
+                    f"(ros2 param set {self.get_name()} {param.name} {float(value)!r})"
+                )
+            if param.type_ != Parameter.Type.DOUBLE or not low <= value <= high:
+                return refused(f"{param.name}={value!r} is outside {low:g}..{high:g}")
+            changes[param.name] = float(value)
+        for name, value in changes.items():
+            self._apply(name, value)
+        return SetParametersResult(successful=True)
+
+    def _apply(self, name: str, value: float) -> None:
+        self._params[name] = value
+        if name == "target_speed_mps":
+            if self.policy is not None:
+                target = value or self._checkpoint_speed_mps
+                self.policy.speed_controller.target_speed_mps = target
+                self.get_logger().info(f"target speed {target:g} m/s")
+        elif name == "watchdog_timeout_s":
+            self.agent.set_watchdog_timeout(value)
+            self._watchdog.timer_period_ns = int(value / 4.0 * 1e9)
+            self.get_logger().info(f"watchdog timeout {value:g} s")
+        elif name == "error_log_period_s":
+            self.get_logger().info(f"error log period {value:g} s")
+
     def _make_subscriptions(self, p: dict) -> None:
         # Sensor-data QoS with depth 1: newest frame only. Best effort takes a reliable
         # publisher such as CARLA's bridge; reliable suits large frames on lossy links.
@@ -257,10 +256,21 @@ class SteeringAgentNode(Node):
         )
         if p["image_transport"] == "compressed":
             topic = p["image_topic"].rstrip("/") + "/compressed"
-            self.create_subscription(CompressedImage, topic, self._on_compressed, newest)
+            on_frame = self._on_compressed_info if _WITH_MESSAGE_INFO else self._on_compressed
+            self.create_subscription(CompressedImage, topic, on_frame, newest)
         else:
-            self.create_subscription(Image, p["image_topic"], self._on_raw, newest)
+            on_frame = self._on_raw_info if _WITH_MESSAGE_INFO else self._on_raw
+            self.create_subscription(Image, p["image_topic"], on_frame, newest)
         self.create_subscription(Float32, p["speed_topic"], self._on_speed, newest)
+        # As the CARLA ROS bridge subscribes to it (a latched value): the last state is
+        # received also when the agent starts after the publisher. A volatile publisher
+        # does not match this subscription.
+        latched = QoSProfile(
+            depth=1,
+            reliability=ReliabilityPolicy.RELIABLE,
+            durability=DurabilityPolicy.TRANSIENT_LOCAL,
+        )
+        self.create_subscription(Bool, p["manual_override_topic"], self._on_override, latched)
         self._camera_info_key = None
         self._logged_calibration = False  # not yet logged
         info_qos = QoSProfile(depth=1, reliability=qos_profile_sensor_data.reliability)
@@ -284,14 +294,29 @@ class SteeringAgentNode(Node):
         speed = float(msg.data)
         self._speed = speed if speed == speed else None  # NaN: not measured
 
+    def _on_override(self, msg: Bool) -> None:
+        event = self.agent.set_override(msg.data)
+        if event:
+            self.get_logger().info(event)
+
     def _on_raw(self, msg) -> None:
         self._on_image(msg, self._decode_raw)
 
     def _on_compressed(self, msg) -> None:
         self._on_image(msg, self._decode_compressed)
 
-    def _on_image(self, msg, decode) -> None:
+    def _on_raw_info(self, msg, info) -> None:
+        self._on_image(msg, self._decode_raw, info)
+
+    def _on_compressed_info(self, msg, info) -> None:
+        self._on_image(msg, self._decode_compressed, info)
+
+    def _on_image(self, msg, decode, info=None) -> None:
         t0 = time.perf_counter()
+        if info is None:
+            self.health.frame_received()
+        else:
+            self.health.frame_received(*_publication(info))
         stamp = msg.header.stamp
         key = (stamp.sec, stamp.nanosec)
         result = self.agent.on_frame(key, stamp_to_s(stamp), lambda: decode(msg), self._speed)
@@ -305,6 +330,19 @@ class SteeringAgentNode(Node):
 
     def _on_watchdog(self) -> None:
         self._act(self.agent.on_tick(), None)
+
+    def _publish_diagnostics(self) -> None:
+        health = self.health.report()
+        status = DiagnosticStatus(
+            level=bytes([health.level]),
+            name=DIAGNOSTICS_NAME,
+            message=health.message,
+            hardware_id=self.get_name(),
+        )
+        status.values = [KeyValue(key=k, value=v) for k, v in health.values]
+        array = DiagnosticArray(status=[status])
+        array.header.stamp = self.get_clock().now().to_msg()
+        self._diagnostics.publish(array)
 
     def _act(self, result, stamp) -> None:
         """Log what the agent said and publish its command (brakes stamped now)."""
@@ -354,6 +392,16 @@ class SteeringAgentNode(Node):
             print(f"[agent] summary: {json.dumps(summary)}", file=sys.stderr)
         if self._params["stats_file"]:
             Path(self._params["stats_file"]).write_text(json.dumps(summary, indent=1))
+
+
+def _publication(info) -> tuple:
+    """(publication sequence number, publisher) of a message's info; (None, None) where
+    the middleware gives no sequence numbers."""
+    seq = info.get("publication_sequence_number")
+    if seq is None or seq >= 2**63:  # unsupported: None, or rmw's UINT64_MAX
+        return None, None
+    gid = info.get("publisher_gid")
+    return seq, (bytes(gid["data"]) if gid else None)
 
 
 def main(args: list[str] | None = None) -> int:

@@ -76,6 +76,7 @@ setup(
         "tensorboard": ["tensorboard>=1.15"],  # torch.utils.tensorboard's own floor
         "onnx": ["onnx>=1.15", "onnxruntime>=1.17"],
         "carla": ["carla==0.9.16"],  # the client must match the CARLA server's version
+        "ray": ["ray>=2.60"],  # the release tested (2.60.0); older ones not checked
         "test": ["pytest>=7", "PyYAML>=6"],
     },
     zip_safe=False,

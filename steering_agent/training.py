@@ -11,6 +11,15 @@ Augmentation keeps labels honest: brightness/contrast/noise change no label; a
 horizontal image shift of `dx` pixels (constant over a chunk) looks like the camera
 yawed by `dx * fov / width` and adds `shift_steer_per_px * dx` to the label (a shift
 to the right = the car points left of where it did = steer more to the right, +).
+
+Under `torchrun --nproc_per_node N` (RANK and WORLD_SIZE set; gloo on CPU, NCCL on
+CUDA, one GPU per rank: cuda:LOCAL_RANK) training is data-parallel: every rank walks the
+same global chunk stream (same seed), and rank r owns the contiguous block r of the
+`--batch` rows, so the rows (and the episodes they walk) are sharded deterministically;
+each rank carries the truncated-BPTT state of its own rows. The model is wrapped in
+DistributedDataParallel (gradients averaged), so N ranks of batch/N rows make the
+updates one process of `--batch` rows makes. Checkpoints are written by rank 0 only;
+`--resume` reads `<out>.last.pt` on every rank (a shared or copied path). docs/scale.md.
 """
 
 from __future__ import annotations
@@ -19,7 +28,7 @@ import math
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +43,53 @@ from steering_agent.policy.checkpoint import CheckpointError, load_checkpoint, s
 from steering_agent.policy.model import ModelConfig, SteeringNet
 from steering_agent.policy.preprocess import PreprocessConfig, normalize
 from steering_agent.policy.threads import set_torch_threads
+
+
+@dataclass(frozen=True)
+class Dist:
+    """This process's place in a torchrun job (rank 0 of 1 without one)."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    owns_group: bool = False  # this module initialised the process group (and ends it)
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def rows(self, batch: int) -> slice:
+        """The block of the global batch's rows this rank trains on."""
+        per = batch // self.world
+        return slice(self.rank * per, (self.rank + 1) * per)
+
+
+def dist_from_env(cfg: TrainConfig) -> Dist:
+    """The torchrun job this process is part of (RANK/WORLD_SIZE set), its process group
+    initialised (gloo for a CPU device, NCCL for CUDA, each rank on cuda:LOCAL_RANK);
+    `Dist()` where the variables are unset.
+
+    Raises:
+        UsageError: --batch is not a multiple of the world size.
+    """
+    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
+        return Dist()
+    import torch.distributed as tdist
+
+    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    if cfg.batch % world:
+        raise UsageError(
+            f"--batch {cfg.batch} over {world} processes: pass a multiple of {world} "
+            "(each process trains batch/world rows)"
+        )
+    cuda = str(cfg.device).startswith("cuda")
+    if cuda:
+        torch.cuda.set_device(local)
+    owns = not tdist.is_initialized()
+    if owns:
+        tdist.init_process_group("nccl" if cuda else "gloo")
+    return Dist(rank, world, local, owns)
 
 
 @dataclass
@@ -140,11 +196,27 @@ def steering_loss(pred: torch.Tensor, y: torch.Tensor, delta_weight: float = 0.0
     return loss
 
 
-def train_epoch(model, opt, sched, stream: ChunkStream, cfg: TrainConfig, rng, bar=None) -> float:
+def train_epoch(
+    model,
+    opt,
+    sched,
+    stream: ChunkStream,
+    cfg: TrainConfig,
+    rng,
+    bar=None,
+    dist: Dist | None = None,
+) -> float:
+    """One epoch; returns the mean loss over the global batch (averaged over ranks).
+
+    Every rank draws the augmentation of the whole global batch (the same random numbers
+    one process draws) and trains on its block of rows (`Dist.rows`)."""
+    dist = dist or Dist()
     model.train()
     state, total, n = None, 0.0, 0
+    rows = dist.rows(cfg.batch)
     for frames, steer, fresh in stream:
         x, y = augment(frames, steer, cfg, rng)
+        x, y, fresh = x[rows], y[rows], fresh[rows]
         x, y = x.to(cfg.device, non_blocking=True), y.to(cfg.device, non_blocking=True)
         state = _reset_rows(state, fresh)
         pred, state = model(x, state)
@@ -158,7 +230,16 @@ def train_epoch(model, opt, sched, stream: ChunkStream, cfg: TrainConfig, rng, b
         if bar is not None:
             bar.update(1)
             bar.set_postfix(loss=f"{total / n:.4f}")
-    return total / max(n, 1)
+    mean = total / max(n, 1)
+    if dist.world > 1:  # the ranks' means are over equal row counts: their mean is global
+        import torch.distributed as tdist
+
+        t = torch.tensor([mean], dtype=torch.float64)
+        if str(cfg.device).startswith("cuda"):
+            t = t.to(cfg.device)
+        tdist.all_reduce(t)
+        mean = float(t.item()) / dist.world
+    return mean
 
 
 def train(
@@ -185,13 +266,28 @@ def train(
         dict(history=[{epoch, train_loss, val_rmse}], best_val_rmse, validation (the
         number of validation episodes), train_episodes, out, seconds).
     """
-    from tqdm import tqdm
-
     if logdir:  # TensorBoard only where asked for (the `tensorboard` extra), before any work
         require("tensorboard", "--logdir (TensorBoard logging)")
+    dist = dist_from_env(cfg)
+    if dist.world > 1 and str(cfg.device).startswith("cuda"):
+        cfg = replace(cfg, device=f"cuda:{dist.local_rank}")  # one GPU per rank
+    try:
+        return _train(episodes, cfg, out, logdir, resume, provenance, progress, init, dist)
+    finally:
+        if dist.owns_group:
+            import torch.distributed as tdist
+
+            tdist.destroy_process_group()
+
+
+def _train(episodes, cfg, out, logdir, resume, provenance, progress, init, dist: Dist) -> dict:
+    from tqdm import tqdm
+
+    if logdir and dist.main:
         from torch.utils.tensorboard import SummaryWriter
 
-    torch.manual_seed(cfg.seed)
+    progress = progress and dist.main
+    torch.manual_seed(cfg.seed)  # the same on every rank: one global stream, one init
     rng = np.random.default_rng(cfg.seed)
     set_torch_threads(int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1))
     t_start = time.monotonic()
@@ -199,7 +295,7 @@ def train(
     if not prepared:
         raise UsageError("no training data: every episode has fewer than 2 frames")
     train_eps, val_eps = split_episodes(prepared, cfg.val_fraction, cfg.seed)
-    if not val_eps:
+    if not val_eps and dist.main:
         print(
             f"warning: no validation episode ({len(prepared)} usable episode(s), val "
             f"fraction {cfg.val_fraction:g}): no val rmse is measured and the checkpoint "
@@ -217,6 +313,12 @@ def train(
         model.load_state_dict(start.state_dict)
         init_prov = {"init": {"path": str(init), **_provenance_summary(start.provenance)}}
     model = model.to(cfg.device)
+    net = model  # what is trained: `model` itself, or its DistributedDataParallel wrapper
+    if dist.world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [dist.local_rank] if str(cfg.device).startswith("cuda") else None
+        net = DistributedDataParallel(model, device_ids=ids)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _warmup_cosine(cfg.epochs * len(stream)))
     out = Path(out)
@@ -224,7 +326,7 @@ def train(
     history, best, start_epoch = [], math.inf, 0
     if resume:
         start_epoch, best, history = _resume(last_path, model, opt, sched)
-    writer = SummaryWriter(str(logdir)) if logdir else None
+    writer = SummaryWriter(str(logdir)) if logdir and dist.main else None
     speeds = np.concatenate([e.speed for e in prepared])
     prov = {
         "train_episodes": [e.name for e in train_eps],
@@ -243,7 +345,7 @@ def train(
             disable=not progress,
             leave=False,
         )
-        loss = train_epoch(model, opt, sched, stream, cfg, rng, bar)
+        loss = train_epoch(net, opt, sched, stream, cfg, rng, bar, dist)
         bar.close()
         if val_eps:
             val = evaluate_rmse(model, val_eps)
@@ -252,7 +354,8 @@ def train(
         else:  # no validation: the checkpoint follows the last epoch, nothing is "val"
             val, improved, text = None, True, "no validation episode"
         history.append({"epoch": epoch + 1, "train_loss": loss, "val_rmse": val})
-        print(f"epoch {epoch + 1}: train mse {loss:.5f}  {text}", file=sys.stderr)
+        if dist.main:
+            print(f"epoch {epoch + 1}: train mse {loss:.5f}  {text}", file=sys.stderr)
         if writer is not None:
             writer.add_scalar("train/mse", loss, epoch + 1)
             if val is not None:
@@ -266,7 +369,9 @@ def train(
         }
         if not val_eps:
             metrics["validation"] = "none: no validation episode, the last epoch's weights"
-        if improved:
+        if dist.world > 1:
+            metrics["world_size"] = dist.world
+        if improved and dist.main:
             save_checkpoint(out, model, model_cfg, cfg.preprocess, {**prov, **metrics})
         training_state = {
             "epoch": epoch + 1,
@@ -275,14 +380,19 @@ def train(
             "optimizer": opt.state_dict(),
             "scheduler": sched.state_dict(),
         }
-        save_checkpoint(
-            last_path,
-            model,
-            model_cfg,
-            cfg.preprocess,
-            {**prov, **metrics},
-            training_state=training_state,
-        )
+        if dist.main:
+            save_checkpoint(
+                last_path,
+                model,
+                model_cfg,
+                cfg.preprocess,
+                {**prov, **metrics},
+                training_state=training_state,
+            )
+        if dist.world > 1:  # no rank runs ahead of the checkpoint rank 0 writes
+            import torch.distributed as tdist
+
+            tdist.barrier()
     if writer is not None:
         writer.close()
     return {

@@ -9,6 +9,9 @@ adds, and what happens without it, is the same in every verb:
 - onnx (onnx, onnxruntime): `export-onnx` and the onnxruntime per-frame backend; asked
   for without them, the command stops before any work (backend "auto" uses PyTorch).
 - carla: the CARLA backend (`SteeringAgent/CarlaDrive-v0`).
+- ray: `eval` and `record` with `--workers N` > 1 or `--ray-address` (a Ray fan-out,
+  docs/scale.md); asked for without it, the command stops before any work (the serial
+  default never imports ray).
 
 rclpy and the ROS message packages are no extra: they come from a ROS 2 install (or
 the ROS 2 wheels, `make setup`), declared in package.xml.
@@ -24,6 +27,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "tensorboard": ("tensorboard",),
     "onnx": ("onnx", "onnxruntime"),
     "carla": ("carla",),
+    "ray": ("ray",),
 }
 
 

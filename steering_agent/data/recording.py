@@ -206,8 +206,10 @@ def record_episodes(
     route_length_m: float | None = None,
     max_steps: int | None = None,
     progress: bool = True,
+    fanout: bool = False,
 ) -> list[dict]:
-    """Record `episodes` expert drives on road seeds seed..seed+episodes-1.
+    """Record `episodes` expert drives on road seeds seed..seed+episodes-1 (with
+    `fanout`, one Ray task per episode on the cluster `raycluster.connect` joined).
 
     Writes DIR/episode_<i>_seed<s>/ (one bag each) and DIR/index.json listing seed,
     steps, frames, distance_m, camera size, noise and bag path per episode; episodes
@@ -221,7 +223,15 @@ def record_episodes(
     if route_length_m is not None:
         kwargs["route_length_m"] = route_length_m
     return record_env_episodes(
-        "SteeringAgent/Drive-v0", kwargs, out_dir, episodes, seed, noise_sigma, max_steps, progress
+        "SteeringAgent/Drive-v0",
+        kwargs,
+        out_dir,
+        episodes,
+        seed,
+        noise_sigma,
+        max_steps,
+        progress,
+        fanout=fanout,
     )
 
 
@@ -235,10 +245,13 @@ def record_env_episodes(
     max_steps: int | None = None,
     progress: bool = True,
     prefix: str = "episode",
+    fanout: bool = False,
 ) -> list[dict]:
     """The recording loop of any env with the embedded env's interface (embedded, CARLA):
     DIR/<prefix>_<i>_seed<s>/ per episode and DIR/index.json, rewritten after each one
-    with the episodes DIR held before and those recorded so far.
+    with the episodes DIR held before and those recorded so far. With `fanout`, each
+    episode is a Ray task with its own env (`record_episode_task`; DIR must be a folder
+    every node of the cluster writes to), the index in seed order as episodes finish.
 
     Raises:
         UsageError: a seed is an evaluation seed, a bag directory already exists, or
@@ -260,6 +273,9 @@ def record_env_episodes(
         hint = f"pass --seed {max(seeds) + 1} to add episodes after those in it, " if seeds else ""
         raise UsageError(f"{existing[0]} exists already; {hint}pick another --out, or remove it")
     out.mkdir(parents=True, exist_ok=True)
+    if fanout:
+        return _record_ray(env_id, env_kwargs, out, paths, seed, noise_sigma, max_steps,
+                           progress, previous)  # fmt: skip
     env = gymnasium.make(env_id, **env_kwargs)
     entries: list[dict] = []
     try:  # close() also runs on Ctrl-C (CARLA gets its actors and settings back)
@@ -273,6 +289,60 @@ def record_env_episodes(
             write_episode_index(out, [*previous, *entries])
     finally:
         env.close()
+    return entries
+
+
+def record_episode_task(
+    env_id: str,
+    env_kwargs: dict[str, Any],
+    path: Path,
+    road_seed: int,
+    noise_sigma: float,
+    max_steps: int | None,
+) -> dict:
+    """One episode in an env of its own, as the serial loop records it (its noise seeded
+    by its road seed), returned as its index entry (the body of a Ray task; module-level,
+    so a worker imports it by name)."""
+    import gymnasium
+
+    import sim  # noqa: F401  (registers the environments)
+
+    env = gymnasium.make(env_id, **env_kwargs)
+    try:
+        cam = env.unwrapped.camera_info()
+        noise = SteeringNoise(noise_sigma, float(env.unwrapped.dt), seed=road_seed)
+        entry = record_episode(env, path, road_seed, noise, max_steps)
+    finally:
+        env.close()
+    size = {"width": int(cam["width"]), "height": int(cam["height"])}
+    return {**entry, **size, "noise_sigma": float(noise_sigma)}
+
+
+def _record_ray(env_id, env_kwargs, out, paths, seed, noise_sigma, max_steps, progress,
+                previous) -> list[dict]:  # fmt: skip
+    """`record_env_episodes`'s loop as one Ray task per episode; entries in seed order."""
+    import ray
+    from tqdm import tqdm
+
+    from steering_agent.common import raycluster
+
+    task = ray.remote(num_cpus=1)(record_episode_task)
+    refs = [
+        task.remote(env_id, env_kwargs, path, seed + i, noise_sigma, max_steps)
+        for i, path in enumerate(paths)
+    ]
+    done: dict[int, dict] = {}
+    bar = tqdm(total=len(paths), desc="episodes", unit="ep", disable=not progress)
+
+    def finished(i: int, entry: dict) -> None:
+        done[i] = entry
+        write_episode_index(out, [*previous, *(done[k] for k in sorted(done))])
+        bar.update(1)
+
+    try:
+        entries = raycluster.gather(refs, on_result=finished)
+    finally:
+        bar.close()
     return entries
 
 
@@ -374,13 +444,46 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-steps", type=a.positive_int, default=None, help="cap steps per episode"
     )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument(
+        "--workers",
+        type=a.positive_int,
+        default=1,
+        help="record the episodes in N processes of a local Ray cluster, one env each "
+        '(the ray extra: pip install "steering_agent[ray]"; default 1: serial, no Ray)',
+    )
+    parser.add_argument(
+        "--ray-address",
+        default=None,
+        metavar="ADDR",
+        help="join the Ray cluster at ADDR (e.g. auto, or HEAD:6379) instead of starting "
+        "one; --out must be a folder its nodes share (docs/scale.md)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     """`steering-agent record`: check --out, record, then print one line per episode."""
+    from steering_agent.common import raycluster
+
+    workers, address = getattr(args, "workers", 1), getattr(args, "ray_address", None)
+    fan = raycluster.check_workers(workers, address)  # a missing extra: one line at once
     cli_args.writable_dir(args.out, "--out")
     check_training_seeds(args.seed, args.episodes)
-    entries = record_episodes(
+    if fan:
+        raycluster.connect(workers, address)
+    try:
+        entries = _record(args, fan)
+    finally:
+        if fan:
+            raycluster.shutdown()
+    for e in entries:
+        print(f"{e['bag']}: {e['steps']} steps, {e['distance_m']:.1f} m")
+    total = len(read_episode_index(args.out))
+    print(f"wrote {len(entries)} bags and {args.out / INDEX_FILE} ({total} episodes in all)")
+    return 0
+
+
+def _record(args: argparse.Namespace, fan: bool) -> list[dict]:
+    return record_episodes(
         args.out,
         args.episodes,
         args.seed,
@@ -390,9 +493,5 @@ def run(args: argparse.Namespace) -> int:
         args.route_length,
         args.max_steps,
         progress=not args.no_progress,
+        fanout=fan,
     )
-    for e in entries:
-        print(f"{e['bag']}: {e['steps']} steps, {e['distance_m']:.1f} m")
-    total = len(read_episode_index(args.out))
-    print(f"wrote {len(entries)} bags and {args.out / INDEX_FILE} ({total} episodes in all)")
-    return 0

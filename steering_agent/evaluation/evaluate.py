@@ -100,20 +100,23 @@ def evaluate_policies(
     device: str = "auto",
     frame_hooks: dict | None = None,
     progress: bool = True,
+    fanout: bool = False,
+    threads: int | None = None,
 ) -> list[PolicyRun]:
     """Runs every policy over the same seeds; one `PolicyRun` per policy, in order.
 
     Args:
         frame_hooks: optional {policy name: hook} called on each step of the first seed's
-            episode (the report's video).
+            episode (the report's video; not with `fanout`).
+        fanout: Ray tasks of chunks of the seeds, on the cluster `raycluster.connect`
+            joined (the same episodes as the serial run of the same torch threads).
+        threads: torch threads of each Ray task (default 1).
     """
     from tqdm import tqdm
 
     runs = []
     total_m = len(seeds) * cfg.route_length_m
     for name, spec in zip(unique_names(specs), specs, strict=True):
-        batch = max(1, min(cfg.num_envs, len(seeds)))
-        policy = make_policy(spec, batch_size=batch, device=device, cfg=cfg)
         hook = (frame_hooks or {}).get(name)
         bar = tqdm(
             total=round(total_m),
@@ -124,7 +127,16 @@ def evaluate_policies(
             bar_format=_BAR_FORMAT,
         )
         t0 = time.perf_counter()
-        traces = run_episodes(policy, seeds, cfg, frame_hook=hook, on_progress=bar.update)
+        if fanout:
+            from steering_agent.evaluation.fanout import run_episodes_ray
+
+            traces = run_episodes_ray(
+                spec, seeds, cfg, device, on_progress=bar.update, threads=threads
+            )
+        else:
+            batch = max(1, min(cfg.num_envs, len(seeds)))
+            policy = make_policy(spec, batch_size=batch, device=device, cfg=cfg)
+            traces = run_episodes(policy, seeds, cfg, frame_hook=hook, on_progress=bar.update)
         bar.close()
         run = PolicyRun(name, spec, traces, wall_s=time.perf_counter() - t0)
         run.summary = metrics.aggregate(traces)
@@ -132,8 +144,11 @@ def evaluate_policies(
     return runs
 
 
-def results_json(runs: Sequence[PolicyRun], seeds: Sequence[int], cfg: EvalConfig) -> dict:
-    """The evaluation's JSON document (policies keyed by name; settings; versions)."""
+def results_json(
+    runs: Sequence[PolicyRun], seeds: Sequence[int], cfg: EvalConfig, workers: int = 1
+) -> dict:
+    """The evaluation's JSON document (policies keyed by name; settings; versions;
+    `workers`, the Ray tasks run at once, is under throughput: it changes no result)."""
     from steering_agent.evaluation.report import versions
 
     sim_km = sum(r.summary["distance_km"] for r in runs)
@@ -156,6 +171,7 @@ def results_json(runs: Sequence[PolicyRun], seeds: Sequence[int], cfg: EvalConfi
             "wall_s": wall_s,
             "distance_km": sim_km,
             "sim_km_per_hour": sim_km / wall_s * 3600.0 if wall_s > 0 else None,
+            "workers": workers,
         },
         "versions": versions(),
         "command": " ".join(["steering-agent", *sys.argv[1:]]),
@@ -212,6 +228,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "1 can be faster, as simulator and network take turns in one process)",
     )
     parser.add_argument("--no-video", action="store_true", help="skip the report's MP4")
+    parser.add_argument(
+        "--workers",
+        type=a.positive_int,
+        default=1,
+        help="drive the seeds in N processes of a local Ray cluster, each with its own "
+        "simulators and --threads (default 1) torch threads; the episodes are those of "
+        "the serial run with the same --threads (the ray extra: "
+        'pip install "steering_agent[ray]"; default 1: serial, no Ray)',
+    )
+    parser.add_argument(
+        "--ray-address",
+        default=None,
+        metavar="ADDR",
+        help="join the Ray cluster at ADDR (e.g. auto, or HEAD:6379) instead of starting "
+        "one; its CPUs drive the seeds (docs/scale.md)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     from sim.limits import LIMITS
 
@@ -289,8 +321,21 @@ def check_inputs(args: argparse.Namespace) -> tuple[EvalConfig, list[int]]:
             load_checkpoint(spec, option="--policy")
     cfg = config_from_args(args)
     seeds = resolve_seeds(args.episodes, args.seed, args.seeds)
+    if args.suite and uses_ray(args):
+        raise UsageError(f"--suite {args.suite} runs serially: drop --workers/--ray-address")
     set_torch_threads(args.threads)
     return cfg, seeds
+
+
+def uses_ray(args: argparse.Namespace) -> bool:
+    """Whether `eval` fans out over Ray (checked first: a missing extra stops it at once).
+
+    Raises:
+        MissingExtra: --workers > 1 or --ray-address without Ray installed.
+    """
+    from steering_agent.common.raycluster import check_workers
+
+    return check_workers(getattr(args, "workers", 1), getattr(args, "ray_address", None))
 
 
 def run_suite(args: argparse.Namespace, seeds: list[int]) -> int:
@@ -319,11 +364,33 @@ def run_suite(args: argparse.Namespace, seeds: list[int]) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from steering_agent.evaluation import report
 
+    fan = uses_ray(args)  # before anything slow: a missing extra is one line at once
     cfg, seeds = check_inputs(args)
     if args.suite:
         return run_suite(args, seeds)
+    if fan:
+        return _run_fanned(args, cfg, seeds)
+    return _run(args, cfg, seeds)
+
+
+def _run_fanned(args: argparse.Namespace, cfg: EvalConfig, seeds: list[int]) -> int:
+    from steering_agent.common import raycluster
+
+    workers = raycluster.connect(args.workers, args.ray_address)
+    if args.report and not args.no_video:
+        print("note: no video with the Ray fan-out (the episodes run elsewhere)", file=sys.stderr)
+        args.no_video = True
+    try:
+        return _run(args, cfg, seeds, workers=workers)
+    finally:
+        raycluster.shutdown()
+
+
+def _run(args: argparse.Namespace, cfg: EvalConfig, seeds: list[int], workers: int = 0) -> int:
+    """The evaluation, serial (`workers` 0) or over the Ray cluster of `workers` CPUs."""
+    from steering_agent.evaluation import report
+
     names = unique_names(args.policy)
     skipped = report.plots_notice() if args.report else None
     if skipped:
@@ -340,11 +407,13 @@ def run(args: argparse.Namespace) -> int:
             device=args.device,
             frame_hooks={names[0]: video.add} if video else None,
             progress=not args.quiet,
+            fanout=workers > 0,
+            threads=args.threads,
         )
     finally:
         if video:
             video.close()
-    doc = results_json(runs, seeds, cfg)
+    doc = results_json(runs, seeds, cfg, workers=max(1, workers))
     print(report.markdown_table(doc))
     clamped = [name for name, row in doc["policies"].items() if row.get("autonomy_clamped")]
     if clamped:

@@ -394,13 +394,13 @@ class SteeringAgentNode(Node):
             Path(self._params["stats_file"]).write_text(json.dumps(summary, indent=1))
 
 
-def _publication(info) -> tuple:
+def _publication(message_info) -> tuple:
     """(publication sequence number, publisher) of a message's info; (None, None) where
     the middleware gives no sequence numbers."""
-    seq = info.get("publication_sequence_number")
+    seq = message_info.get("publication_sequence_number")
     if seq is None or seq >= 2**63:  # unsupported: None, or rmw's UINT64_MAX
         return None, None
-    gid = info.get("publisher_gid")
+    gid = message_info.get("publisher_gid")
     return seq, (bytes(gid["data"]) if gid else None)
 
 

@@ -161,7 +161,8 @@ def test_info_problems_names_bad_values():
 def test_consumers_read_only_contract_keys():
     """Every info key the package reads (`info[...]`, `info.get(...)`) is in INFO_KEYS, or
     is a camera_info key (some consumers name that dict `info` too)."""
-    pattern = re.compile(r"""info(?:\[|\.get\()\s*["'](\w+)["']""")
+    # a variable named `info` (not `message_info`, rclpy's message info of a subscription)
+    pattern = re.compile(r"""\binfo(?:\[|\.get\()\s*["'](\w+)["']""")
     used = {
         key
         for path in (REPO / "steering_agent").rglob("*.py")

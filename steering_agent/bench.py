@@ -389,7 +389,7 @@ def run(args: argparse.Namespace) -> int:
             "threads": torch_threads(),
             "machine_and_versions": versions(),
             "results": [r.to_json() for r in results],
-            "command": " ".join(["steering-agent", "bench", *sys.argv[2:]]),
+            "command": getattr(args, "_command_line", "steering-agent bench"),
         }
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(doc, indent=2))

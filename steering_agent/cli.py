@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import shlex
 import sys
 
 from steering_agent.common.cli_args import one_line, user_errors
@@ -56,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
         module = importlib.import_module(VERBS[verb][0])
         module.add_arguments(parser)
         args = parser.parse_args(argv[1:])
+        # the command as given, for the result files that record how they were made
+        args._command_line = shlex.join(["steering-agent", *argv])
         try:
             return int(module.run(args) or 0)
         except KeyboardInterrupt:

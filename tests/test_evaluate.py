@@ -249,3 +249,23 @@ def test_uncalibrated_means_the_policy_is_not_told_the_camera():
         str(shipped_checkpoint()), 1, "cpu", EvalConfig(env_kwargs=kw, tell_policy=False)
     )
     assert told._policy.calibration is not None and blind._policy.calibration is None
+
+
+def test_eval_suite_cameras_drives_every_cell_and_writes_one_row_each(tmp_path, monkeypatch):
+    from steering_agent import cli
+    from steering_agent.evaluation import suites
+
+    cells = suites.camera_cells()
+    assert len({c.name for c in cells}) == len(cells) == 18
+    small = [cells[0], next(c for c in cells if c.name == "carla_bridge")]
+    monkeypatch.setattr(suites, "camera_cells", lambda: small)
+    out = tmp_path / "grid.json"
+    argv = ["eval", "--policy", "expert", "--suite", "cameras", "--episodes", "1",
+            "--route-length-m", "20", "--quiet", "--json", str(out)]  # fmt: skip
+    assert cli.main(argv) == 0
+    doc = json.loads(out.read_text())
+    rows = doc["policies"]["expert"]
+    assert list(rows) == ["canonical", "carla_bridge"]
+    assert rows["carla_bridge"]["settings"]["camera_x_m"] == 2.0
+    assert all(r["distance_km"] == pytest.approx(0.02, abs=1e-3) for r in rows.values())
+    assert doc["command"].startswith("steering-agent eval") and "--suite cameras" in doc["command"]

@@ -343,7 +343,8 @@ def run_suite(args: argparse.Namespace, seeds: list[int]) -> int:
     from steering_agent.evaluation import suites
 
     cells = suites.camera_cells()
-    doc = {"suite": args.suite, "command": "steering-agent eval " + " ".join(sys.argv[2:]),
+    command = getattr(args, "_command_line", "steering-agent eval")
+    doc = {"suite": args.suite, "command": command,
            "seeds": seeds, "route_length_m": args.route_length_m, "policies": {}}  # fmt: skip
     for name, spec in zip(unique_names(args.policy), args.policy, strict=True):
 

@@ -25,7 +25,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "bench": ("steering_agent.bench", "latency and throughput benchmarks"),
     "closed-loop": ("steering_agent.ros.closed_loop", "sim_bridge + agent over DDS"),
     "export-onnx": ("steering_agent.policy.onnx_export", "export a checkpoint to ONNX"),
-    "sim-preview": ("sim.preview", "save a picture of frames from several seeds"),
+    "sim-preview": ("steering_agent.preview", "save a picture of frames from several seeds"),
     "recover": ("steering_agent.data.bagio", "make a bag of a killed recorder readable"),
 }
 

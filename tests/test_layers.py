@@ -27,7 +27,7 @@ RANK = {
     "sim": 0, "common": 0, "interfaces": 0, "policy": 1, "data": 2, "evaluation": 2,
     "agent": 2, "training": 3, "ros": 3, "verbs": 4,
 }  # fmt: skip
-VERBS = {"cli", "train", "bench", "drive", "__init__", "__main__"}
+VERBS = {"cli", "train", "bench", "drive", "preview", "__init__", "__main__"}
 
 
 def _part(module: str) -> str | None:

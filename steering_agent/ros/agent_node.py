@@ -48,7 +48,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Bool, Float32
 from std_srvs.srv import Trigger
 
-from steering_agent.agent import BRAKE, DrivingAgent
+from steering_agent.agent import BRAKE, DRIVE, DrivingAgent
 from steering_agent.common.package_files import shipped_checkpoint
 from steering_agent.interfaces.stamps import stamp_to_s
 from steering_agent.ros import control_msgs
@@ -322,7 +322,7 @@ class SteeringAgentNode(Node):
         result = self.agent.on_frame(key, stamp_to_s(stamp), lambda: decode(msg), self._speed)
         self._act(result, stamp)
         self._log_calibration()
-        if result.command is not None and result.command.kind == "drive":
+        if result.command is not None and result.command.kind == DRIVE:
             a = self.agent
             t_done = time.perf_counter()
             a.stats.add(a.last_decode_s, a.last_policy_s, t_done - t0 - a.last_decode_s

@@ -7,6 +7,7 @@ run; the training itself is `steering_agent.training`.
 from __future__ import annotations
 
 import argparse
+import itertools
 import math
 import shlex
 import sys
@@ -16,6 +17,7 @@ from pathlib import Path
 from steering_agent.common import cli_args
 from steering_agent.common.cli_args import UsageError
 from steering_agent.common.extras import require
+from steering_agent.interfaces import topics
 from steering_agent.policy.backends import resolve_device
 from steering_agent.policy.model import ARCHS
 from steering_agent.policy.preprocess import PreprocessConfig
@@ -72,13 +74,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--device", type=a.device, default="auto", help=f"torch device: {a.DEVICES}"
     )
+    parser.add_argument(
+        "--camera-faults",
+        type=a.nonneg_float,
+        default=d.camera_faults_per_s,
+        metavar="RATE",
+        help="camera faults (black, frozen, dim, glare spans of 0.1-1.5 s, labels kept) "
+        "started per second per sequence; e.g. 0.15 (default 0: off)",
+    )
+    parser.add_argument(
+        "--label-topic",
+        default=topics.EXPERT_CONTROL,
+        help=f"CarlaEgoVehicleControl topic whose steer is the label (default "
+        f"{topics.EXPERT_CONTROL}; {topics.CONTROL} for drives without an expert)",
+    )
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="folder for the prepared (preprocessed, calibrated) frames, reused by later "
+        "runs (default: $STEERING_AGENT_CACHE or ~/.cache/steering_agent/frames)",
+    )
+    parser.add_argument(
+        "--no-cache", action="store_true", help="prepare the frames in memory, cache nothing"
+    )
     parser.add_argument("--no-progress", action="store_true")
-
-
-def _drain(episodes: list):
-    """Yield and forget each episode, so its raw frames are freed once preprocessed."""
-    while episodes:
-        yield episodes.pop(0)
 
 
 def _command(args: argparse.Namespace) -> str:
@@ -92,14 +113,26 @@ def _command(args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    """`steering-agent train`: check every input and output, load the bags, train, print
-    the best validation RMSE. A user's mistake raises one of `cli_args.user_errors`."""
-    from steering_agent.data.dataset import load_episodes
+    """`steering-agent train`: check every input and output, prepare the bags (through the
+    frame cache), train, print the best validation RMSE. A user's mistake raises one of
+    `cli_args.user_errors`."""
+    from steering_agent.data.frame_cache import default_cache_dir, prepared_episodes
 
     if args.logdir:  # before any work: TensorBoard is an extra
         require("tensorboard", "--logdir (TensorBoard logging)")
     check_inputs(args)
-    return _run(args, load_episodes(args.data))
+    cfg = _config(args)
+    cache = None if args.no_cache else (args.cache or default_cache_dir())
+    episodes = prepared_episodes(args.data, cfg.preprocess, args.label_topic, cache)
+    first = next(episodes, None)
+    if first is None:
+        print(
+            f"error: no usable episodes in --data {args.data}; record some with "
+            "`steering-agent record --out DIR`",
+            file=sys.stderr,
+        )
+        return 2
+    return _run(args, cfg, itertools.chain([first], episodes))
 
 
 def check_inputs(args: argparse.Namespace) -> None:
@@ -142,16 +175,7 @@ def _init_or_default(args: argparse.Namespace) -> tuple[str, PreprocessConfig]:
     return ckpt.model_config.arch, ckpt.preprocess_config
 
 
-def _run(args: argparse.Namespace, report) -> int:
-    for problem in report.problems:
-        print(f"warning: {problem}", file=sys.stderr)
-    if not report.episodes:
-        print(
-            f"error: no usable episodes in --data {args.data}; record some with "
-            "`steering-agent record --out DIR`",
-            file=sys.stderr,
-        )
-        return 2
+def _config(args: argparse.Namespace) -> TrainConfig:
     arch, pre = _init_or_default(args)
     # --crop-top/--crop-bottom/--color over the --init checkpoint's preprocessing
     given = {k: getattr(args, k) for k in ("crop_top", "crop_bottom", "color")}
@@ -159,7 +183,7 @@ def _run(args: argparse.Namespace, report) -> int:
         pre = replace(pre, **{k: v for k, v in given.items() if v is not None})
     except ValueError as e:  # e.g. a crop that, with --init's, leaves no rows
         raise UsageError(f"--crop-top/--crop-bottom/--color: {e}") from None
-    cfg = TrainConfig(
+    return TrainConfig(
         arch=args.arch or arch,
         epochs=args.epochs,
         seq_len=args.seq_len,
@@ -170,12 +194,16 @@ def _run(args: argparse.Namespace, report) -> int:
         max_shift_px=args.max_shift_px,
         shift_steer_per_px=args.shift_steer_per_px,
         delta_weight=args.delta_weight,
+        camera_faults_per_s=args.camera_faults,
         preprocess=pre,
         device=str(resolve_device(args.device)),
     )
+
+
+def _run(args: argparse.Namespace, cfg: TrainConfig, episodes) -> int:
     prov = {"data": str(args.data), "command": _command(args)}
     result = train(
-        _drain(report.episodes),
+        episodes,
         cfg,
         args.out,
         args.logdir,

@@ -38,10 +38,16 @@ from torch import nn
 
 from steering_agent.common.cli_args import UsageError
 from steering_agent.common.extras import require
+from steering_agent.data.augment import CameraFaults, augment
 from steering_agent.data.sequences import ChunkStream, PreparedEpisode, prepare, split_episodes
 from steering_agent.policy.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from steering_agent.policy.model import ModelConfig, SteeringNet
 from steering_agent.policy.preprocess import PreprocessConfig, normalize
+
+__all__ = [
+    "CameraFaults", "ChunkStream", "PreparedEpisode", "TrainConfig", "augment",
+    "split_episodes", "steering_loss", "train",
+]  # fmt: skip
 from steering_agent.policy.threads import set_torch_threads
 
 
@@ -116,6 +122,10 @@ class TrainConfig:
     # from the previous frame against the label's change (0: off). It teaches the network
     # to follow the expert's steering changes, not the frame-to-frame noise of the image.
     delta_weight: float = 0.0
+    # camera faults (black, frozen, dim, glare spans) started per second per row, labels
+    # kept (steering_agent.data.augment.CameraFaults; 0: off)
+    camera_faults_per_s: float = 0.0
+    frame_dt_s: float = 0.05
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
 
 
@@ -130,36 +140,6 @@ def _warmup_cosine(total_steps: int, warmup: float = 0.05):
         return 0.02 + 0.98 * 0.5 * (1.0 + math.cos(math.pi * frac))
 
     return factor
-
-
-def augment(frames: np.ndarray, steer: np.ndarray, cfg: TrainConfig, rng):
-    """Photometric jitter and label-corrected shifts; returns float input and labels."""
-    b = frames.shape[0]
-    x = normalize(torch.from_numpy(frames))  # [B, T, 3, h, w] in [-1, 1]
-    y = torch.from_numpy(steer.copy())
-    if cfg.contrast or cfg.brightness:
-        c = 1.0 + torch.from_numpy(rng.uniform(-cfg.contrast, cfg.contrast, b)).float()
-        br = torch.from_numpy(rng.uniform(-cfg.brightness, cfg.brightness, b)).float()
-        x.mul_(c.view(b, 1, 1, 1, 1)).add_(br.view(b, 1, 1, 1, 1))
-    if cfg.noise_std:
-        x.add_(torch.randn_like(x), alpha=cfg.noise_std / 127.5)
-    if cfg.max_shift_px:
-        shifts = rng.integers(-cfg.max_shift_px, cfg.max_shift_px + 1, b)
-        for i, dx in enumerate(shifts):
-            if dx:
-                x[i] = _shift(x[i], int(dx))
-                y[i] += cfg.shift_steer_per_px * float(dx)
-    return x.clamp_(-1.5, 1.5), y.clamp_(-1.0, 1.0)
-
-
-def _shift(x: torch.Tensor, dx: int) -> torch.Tensor:
-    """Shift [..., W] right by dx (left if < 0), repeating the edge column."""
-    out = torch.roll(x, dx, dims=-1)
-    if dx > 0:
-        out[..., :dx] = x[..., :1]
-    else:
-        out[..., dx:] = x[..., -1:]
-    return out
 
 
 @torch.inference_mode()
@@ -183,8 +163,12 @@ def _reset_rows(state, fresh: np.ndarray):
     """Detach the carried state (truncated BPTT) and zero it for rows starting an episode."""
     if state is None:
         return None
-    keep = torch.from_numpy(~fresh).float().view(1, -1, 1).to(state[0].device)
-    return tuple(s.detach() * keep for s in state)
+    keep = torch.from_numpy(~fresh).float()
+    if isinstance(state, tuple):  # the LSTM's (h, c), each [layers, B, hidden]
+        keep = keep.view(1, -1, 1).to(state[0].device)
+        return tuple(s.detach() * keep for s in state)
+    # a batch-first tensor (the frame-stack's buffer of past frames)
+    return state.detach() * keep.view(-1, *([1] * (state.dim() - 1))).to(state.device)
 
 
 def steering_loss(pred: torch.Tensor, y: torch.Tensor, delta_weight: float = 0.0) -> torch.Tensor:
@@ -214,7 +198,10 @@ def train_epoch(
     model.train()
     state, total, n = None, 0.0, 0
     rows = dist.rows(cfg.batch)
+    faults = CameraFaults(cfg.batch, cfg.camera_faults_per_s, cfg.frame_dt_s,
+                          cfg.preprocess.color, rng)  # fmt: skip
     for frames, steer, fresh in stream:
+        frames = faults.apply(frames, fresh)
         x, y = augment(frames, steer, cfg, rng)
         x, y, fresh = x[rows], y[rows], fresh[rows]
         x, y = x.to(cfg.device, non_blocking=True), y.to(cfg.device, non_blocking=True)

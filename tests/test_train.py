@@ -144,14 +144,15 @@ def test_init_starts_from_the_checkpoints_weights_and_records_it(tmp_path):
 
 @pytest.fixture
 def cli_data(tmp_path, monkeypatch):
-    """`steering-agent train` over synthetic episodes (load_episodes replaced)."""
-    import steering_agent.data.dataset as dataset
+    """`steering-agent train` over synthetic episodes (the bag reading replaced)."""
+    import steering_agent.data.frame_cache as frame_cache
     from steering_agent.cli import main
+    from steering_agent.data.sequences import prepare
 
-    def load(folder):  # a new report each run: training drains its episodes
-        return dataset.DatasetReport([synthetic_episode(40, 0), synthetic_episode(40, 1)], [])
+    def episodes(data, cfg, label_topic, cache=None, problems=None):  # new ones each run
+        yield from prepare([synthetic_episode(40, 0), synthetic_episode(40, 1)], cfg)
 
-    monkeypatch.setattr(dataset, "load_episodes", load)
+    monkeypatch.setattr(frame_cache, "prepared_episodes", episodes)
 
     def run(out: str, *extra: str) -> int:
         args = ["train", "--data", str(tmp_path), "--out", str(tmp_path / out)]

@@ -31,6 +31,8 @@ class Episode:
     steer: np.ndarray  # float32 [N], the expert's label
     speed: np.ndarray  # float32 [N], m/s (NaN before the first speedometer message)
     stamps: np.ndarray  # float64 [N], seconds (image header stamps)
+    camera: dict | None = None  # camera spec (intrinsics + mount) from the folder's index
+    vehicle: dict | None = None  # vehicle spec (wheelbase_m, max_steer_deg) of the labels
 
     def __len__(self) -> int:
         return len(self.stamps)
@@ -170,6 +172,62 @@ def _pair(bag: Path, images, stamps_ns, speeds, labels: dict[int, float]) -> Epi
     return Episode(bag.name, images, steer, speeds[order], stamps_ns / 1e9)
 
 
+def _index_specs(bag: Path, cache: dict) -> dict:
+    """The index.json entry of `bag` in its folder (camera and vehicle specs), or {}."""
+    import json
+
+    folder = bag.parent
+    if folder not in cache:
+        entries = {}
+        try:
+            index = json.loads((folder / "index.json").read_text("utf8"))
+            for e in index.get("episodes", []):
+                if isinstance(e, dict) and isinstance(e.get("bag"), str):
+                    entries[e["bag"]] = e
+        except (OSError, ValueError, AttributeError):
+            pass  # no index (bags copied on their own): the canonical camera and car
+        cache[folder] = entries
+    entry = cache[folder].get(bag.name, {})
+    out = {}
+    for key in ("camera", "vehicle"):
+        if isinstance(entry.get(key), dict):
+            out[key] = dict(entry[key])
+    return out
+
+
+def iter_episodes(
+    folder_or_paths: str | Path | Iterable[str | Path],
+    label_topic: str = topics.EXPERT_CONTROL,
+    report: DatasetReport | None = None,
+    warn: bool = True,
+):
+    """Like `load_episodes`, one episode at a time (only one bag's raw frames are in
+    memory at once); each bad bag's line goes to `report.problems` (when given) and,
+    with `warn`, to stderr as it is met. Episodes carry the `camera` and `vehicle` specs
+    their folder's index.json lists for them (None: the canonical camera and car)."""
+    import sys
+
+    def problem(text: str) -> None:
+        if report is not None:
+            report.problems.append(text)
+        if warn:
+            print(f"warning: {text}", file=sys.stderr)
+
+    bags = find_bags(folder_or_paths)
+    if not bags:
+        problem(f"{folder_or_paths}: no bags found (metadata.yaml or *.mcap)")
+    specs: dict = {}
+    for bag in bags:
+        try:
+            ep = _read_episode(bag, label_topic)
+        except BagProblem as err:
+            problem(f"{bag}: {err}")
+            continue
+        for key, value in _index_specs(bag, specs).items():
+            setattr(ep, key, value)
+        yield ep
+
+
 def load_episodes(
     folder_or_paths: str | Path | Iterable[str | Path],
     label_topic: str = topics.EXPERT_CONTROL,
@@ -185,12 +243,5 @@ def load_episodes(
         DatasetReport: the good episodes, and per bad bag "<path>: <problem>".
     """
     report = DatasetReport()
-    bags = find_bags(folder_or_paths)
-    if not bags:
-        report.problems.append(f"{folder_or_paths}: no bags found (metadata.yaml or *.mcap)")
-    for bag in bags:
-        try:
-            report.episodes.append(_read_episode(bag, label_topic))
-        except BagProblem as err:
-            report.problems.append(f"{bag}: {err}")
+    report.episodes = list(iter_episodes(folder_or_paths, label_topic, report, warn=False))
     return report

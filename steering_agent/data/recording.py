@@ -96,7 +96,14 @@ def record_episode(
             max_lateral = max(max_lateral, abs(float(info.get("lateral_error_m", 0.0))))
             if terminated or truncated:
                 break
+    u = env.unwrapped
+    specs = {}
+    if hasattr(u, "camera_spec"):
+        specs["camera"] = {k: float(v) for k, v in u.camera_spec().items()}
+    if hasattr(u, "vehicle_spec"):
+        specs["vehicle"] = {k: float(v) for k, v in u.vehicle_spec().items()}
     return {
+        **specs,
         "seed": road_seed,
         "steps": steps,
         "frames": writer.frames,
@@ -118,9 +125,16 @@ def record_episodes(
     max_steps: int | None = None,
     progress: bool = True,
     fanout: bool = False,
+    look: str | None = None,
+    randomize_camera: bool = False,
 ) -> list[dict]:
     """Record `episodes` expert drives on road seeds seed..seed+episodes-1 (with
     `fanout`, one Ray task per episode on the cluster `raycluster.connect` joined).
+
+    `look` is the env's look ("plain", "varied"; None: the env's default). With
+    `randomize_camera`, each episode's camera (mount, FOV, image size) and car are drawn
+    by `steering_agent.data.setups.draw_setup(seed)` instead of `width` x `height` on
+    the training camera; each index entry records its `camera` and `vehicle` specs.
 
     Writes DIR/episode_<i>_seed<s>/ (one bag each) and DIR/index.json listing seed,
     steps, frames, distance_m, camera size, noise and bag path per episode; episodes
@@ -133,6 +147,8 @@ def record_episodes(
     kwargs: dict[str, Any] = {"width": width, "height": height}
     if route_length_m is not None:
         kwargs["route_length_m"] = route_length_m
+    if look is not None:
+        kwargs["look"] = look
     return record_env_episodes(
         "SteeringAgent/Drive-v0",
         kwargs,
@@ -143,7 +159,14 @@ def record_episodes(
         max_steps,
         progress,
         fanout=fanout,
+        per_episode=_random_setup if randomize_camera else None,
     )
+
+
+def _random_setup(seed: int) -> tuple[str, dict]:
+    from steering_agent.data.setups import draw_setup
+
+    return draw_setup(seed)
 
 
 def record_env_episodes(
@@ -157,12 +180,15 @@ def record_env_episodes(
     progress: bool = True,
     prefix: str = "episode",
     fanout: bool = False,
+    per_episode=None,
 ) -> list[dict]:
     """The recording loop of any env with the embedded env's interface (embedded, CARLA):
     DIR/<prefix>_<i>_seed<s>/ per episode and DIR/index.json, rewritten after each one
     with the episodes DIR held before and those recorded so far. With `fanout`, each
     episode is a Ray task with its own env (`record_episode_task`; DIR must be a folder
     every node of the cluster writes to), the index in seed order as episodes finish.
+    `per_episode(seed) -> (name, kwargs)`, when given, adds keyword arguments for each
+    episode's env (its own env then; the name goes into the entry as `setup`).
 
     Raises:
         UsageError: a seed is an evaluation seed, a bag directory already exists, or
@@ -186,7 +212,16 @@ def record_env_episodes(
     out.mkdir(parents=True, exist_ok=True)
     if fanout:
         return _record_ray(env_id, env_kwargs, out, paths, seed, noise_sigma, max_steps,
-                           progress, previous)  # fmt: skip
+                           progress, previous, per_episode)  # fmt: skip
+    if per_episode is not None:  # an env of its own per episode, as a Ray task makes it
+        entries = []
+        for i, path in enumerate(tqdm(paths, desc="episodes", unit="ep", disable=not progress)):
+            name, extra = per_episode(seed + i)
+            kw = {**env_kwargs, **extra}
+            entry = record_episode_task(env_id, kw, path, seed + i, noise_sigma, max_steps)
+            entries.append({**entry, "setup": name})
+            write_episode_index(out, [*previous, *entries])
+        return entries
     env = gymnasium.make(env_id, **env_kwargs)
     entries: list[dict] = []
     try:  # close() also runs on Ctrl-C (CARLA gets its actors and settings back)
@@ -230,7 +265,7 @@ def record_episode_task(
 
 
 def _record_ray(env_id, env_kwargs, out, paths, seed, noise_sigma, max_steps, progress,
-                previous) -> list[dict]:  # fmt: skip
+                previous, per_episode=None) -> list[dict]:  # fmt: skip
     """`record_env_episodes`'s loop as one Ray task per episode; entries in seed order."""
     import ray
     from tqdm import tqdm
@@ -238,23 +273,25 @@ def _record_ray(env_id, env_kwargs, out, paths, seed, noise_sigma, max_steps, pr
     from steering_agent.common import raycluster
 
     task = ray.remote(num_cpus=1)(record_episode_task)
+    setups = [per_episode(seed + i) if per_episode else (None, {}) for i in range(len(paths))]
     refs = [
-        task.remote(env_id, env_kwargs, path, seed + i, noise_sigma, max_steps)
+        task.remote(env_id, {**env_kwargs, **setups[i][1]}, path, seed + i, noise_sigma,
+                    max_steps)  # fmt: skip
         for i, path in enumerate(paths)
     ]
     done: dict[int, dict] = {}
     bar = tqdm(total=len(paths), desc="episodes", unit="ep", disable=not progress)
 
     def finished(i: int, entry: dict) -> None:
-        done[i] = entry
+        done[i] = entry if setups[i][0] is None else {**entry, "setup": setups[i][0]}
         write_episode_index(out, [*previous, *(done[k] for k in sorted(done))])
         bar.update(1)
 
     try:
-        entries = raycluster.gather(refs, on_result=finished)
+        raycluster.gather(refs, on_result=finished)
     finally:
         bar.close()
-    return entries
+    return [done[k] for k in sorted(done)]
 
 
 def writer_throughput(width: int, height: int, frames: int = 200) -> float:
@@ -305,6 +342,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--max-steps", type=a.positive_int, default=None, help="cap steps per episode"
+    )
+    parser.add_argument(
+        "--look",
+        choices=("plain", "varied"),
+        default=None,
+        help="the simulated world: plain (one road style) or varied (lanes, objects, "
+        "traffic, weather drawn per seed); default: the env's (plain)",
+    )
+    parser.add_argument(
+        "--randomize-camera",
+        action="store_true",
+        help="draw each episode's camera mount, FOV, image size and car around real "
+        "set-ups (steering_agent.data.setups; overrides --width/--height)",
     )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument(
@@ -357,4 +407,6 @@ def _record(args: argparse.Namespace, fan: bool) -> list[dict]:
         args.max_steps,
         progress=not args.no_progress,
         fanout=fan,
+        look=getattr(args, "look", None),
+        randomize_camera=getattr(args, "randomize_camera", False),
     )

@@ -23,19 +23,29 @@ def prepare(episodes, cfg: PreprocessConfig) -> list[PreparedEpisode]:
     """Preprocess every frame once (uint8, so the whole set stays small).
 
     `episodes` may be a generator, so the raw frames of each can be freed once done.
+    Episodes that carry a `camera` spec are seen through the calibrated view of that
+    camera, and labels of a `vehicle` become the canonical car's
+    (`steering_agent.data.frame_cache`); `PreparedEpisode`s pass through as they are.
     """
     out = []
     for ep in episodes:
         if len(ep.steer) < 2:
             continue
-        out.append(
-            PreparedEpisode(
-                ep.name,
-                preprocess_frames(ep.images, cfg),
-                np.asarray(ep.steer, dtype=np.float32),
-                np.asarray(ep.speed, dtype=np.float32),
+        if isinstance(ep, PreparedEpisode):
+            out.append(ep)
+        elif getattr(ep, "camera", None) is None and getattr(ep, "vehicle", None) is None:
+            out.append(
+                PreparedEpisode(
+                    ep.name,
+                    preprocess_frames(ep.images, cfg),
+                    np.asarray(ep.steer, dtype=np.float32),
+                    np.asarray(ep.speed, dtype=np.float32),
+                )
             )
-        )
+        else:
+            from steering_agent.data.frame_cache import prepare_episode
+
+            out.append(prepare_episode(ep, cfg))
     return out
 
 

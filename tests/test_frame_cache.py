@@ -1,0 +1,94 @@
+"""Training frames through the calibrated view, canonical-car labels and the frame cache
+(steering_agent.data.frame_cache), over bags recorded with randomised cameras and cars."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from steering_agent.data import frame_cache
+from steering_agent.data.frame_cache import calibrated_frames, canonical_steer, prepared_episodes
+from steering_agent.data.recording import record_episodes
+from steering_agent.data.setups import CANONICAL, draw_setup
+from steering_agent.policy.control import VehicleSpec, convert_steer
+from steering_agent.policy.preprocess import PreprocessConfig, preprocess_frames
+
+
+@pytest.fixture(scope="module")
+def random_bags(tmp_path_factory):
+    out = tmp_path_factory.mktemp("rand")
+    # seeds 4 and 5 draw a non-canonical camera and car (checked below)
+    record_episodes(out, 2, seed=4, max_steps=12, progress=False, randomize_camera=True)
+    return out
+
+
+def test_draws_repeat_and_cover_the_setups():
+    assert draw_setup(11) == draw_setup(11)
+    names = {draw_setup(s)[0] for s in range(200)}
+    assert CANONICAL in names and len(names) == 6
+    for s in range(50):
+        name, kw = draw_setup(s)
+        if name != CANONICAL:
+            assert 0 <= kw["camera_pitch_deg"] + 1 <= 22 and 38 <= kw["max_steer_deg"] <= 75
+
+
+def test_index_records_each_episodes_camera_and_car(random_bags):
+    index = json.loads((random_bags / "index.json").read_text())
+    for e in index["episodes"]:
+        name, kw = draw_setup(e["seed"])
+        assert name != CANONICAL and e["setup"] == name
+        assert e["camera"]["pitch_deg"] == pytest.approx(kw["camera_pitch_deg"])
+        assert e["camera"]["width"] == kw["width"]
+        assert e["vehicle"]["max_steer_deg"] == pytest.approx(kw["max_steer_deg"])
+
+
+def test_prepared_frames_are_what_the_policy_sees(random_bags, tmp_path):
+    from steering_agent.data.dataset import load_episodes
+    from steering_agent.policy.policy import BatchedSteeringPolicy
+
+    ep = load_episodes(random_bags).episodes[0]
+    assert ep.camera is not None and ep.vehicle is not None
+    cfg = PreprocessConfig()
+    frames = calibrated_frames(ep.images, ep.camera, cfg)
+    assert frames.shape == (len(ep), 3, 66, 200)
+    policy = BatchedSteeringPolicy.load("checkpoints/cnn_lstm.pt", camera=ep.camera, device="cpu")
+    policy._prepare(ep.images[:1], np.arange(1), True)
+    assert np.array_equal(policy._frames[0].transpose(2, 0, 1), frames[0])
+    # a non-canonical camera is not just resized
+    assert not np.array_equal(frames, preprocess_frames(ep.images, cfg))
+
+
+def test_labels_become_the_canonical_cars():
+    car = {"wheelbase_m": 2.5, "max_steer_deg": 40.0}
+    steer = np.array([-0.5, 0.0, 0.2, 0.9], np.float32)
+    got = canonical_steer(steer, car)
+    want = [convert_steer(float(s), VehicleSpec(2.5, 40.0), VehicleSpec()) for s in steer]
+    assert got == pytest.approx(want, abs=1e-6)
+    assert canonical_steer(steer, None) is not None and np.array_equal(canonical_steer(steer, None), steer)
+
+
+def test_cache_is_reused_and_invalidated_by_preprocessing(random_bags, tmp_path, monkeypatch):
+    cfg = PreprocessConfig()
+    first = list(prepared_episodes(random_bags, cfg, cache_dir=tmp_path))
+    assert len(first) == 2 and len(list(tmp_path.glob("*.npy"))) == 2
+    assert isinstance(first[0].frames, np.memmap)  # mapped from disk, not resident
+
+    def no_reading(*a, **k):
+        raise AssertionError("a cached episode was read from its bag again")
+
+    monkeypatch.setattr(frame_cache, "_read_episode", no_reading)
+    again = list(prepared_episodes(random_bags, cfg, cache_dir=tmp_path))
+    assert [np.array_equal(a.frames, b.frames) for a, b in zip(first, again)] == [True, True]
+    with pytest.raises(AssertionError, match="read from its bag"):
+        list(prepared_episodes(random_bags, PreprocessConfig(color="rgb"), cache_dir=tmp_path))
+
+
+def test_a_bad_bag_is_named_and_skipped(random_bags, tmp_path):
+    bad = tmp_path / "data"
+    bad.mkdir()
+    (bad / "broken.mcap").write_bytes(b"not a bag")
+    problems: list[str] = []
+    assert list(prepared_episodes(bad, PreprocessConfig(), problems=problems)) == []
+    assert problems[0].startswith(str(bad)) and "cannot be opened" in problems[0]

@@ -151,7 +151,7 @@ def evaluate_rmse(model: SteeringNet, eps: list[PreparedEpisode], chunk: int = 2
     for ep in eps:
         state = None
         for s in range(0, len(ep.steer), chunk):
-            x = normalize(torch.from_numpy(ep.frames[s : s + chunk]).to(device))[None]
+            x = normalize(torch.from_numpy(np.array(ep.frames[s : s + chunk])).to(device))[None]
             pred, state = model(x, state)
             y = torch.from_numpy(ep.steer[s : s + chunk]).to(device)
             se += float(((pred[0] - y) ** 2).sum())

@@ -370,12 +370,14 @@ def test_an_unreadable_index_is_refused_and_kept(tmp_path, capsys):
 
 
 def test_training_without_a_validation_episode_says_so(tmp_path, monkeypatch, capsys):
-    import steering_agent.data.dataset as dataset
+    import steering_agent.data.frame_cache as frame_cache
+    from steering_agent.data.sequences import prepare
     from tests.test_train import synthetic_episode
 
-    monkeypatch.setattr(
-        dataset, "load_episodes", lambda f: dataset.DatasetReport([synthetic_episode(40, 0)], [])
-    )
+    def one_episode(data, cfg, label_topic, cache=None, problems=None):
+        yield from prepare([synthetic_episode(40, 0)], cfg)
+
+    monkeypatch.setattr(frame_cache, "prepared_episodes", one_episode)
     argv = ["train", "--data", tmp_path, "--out", tmp_path / "m.pt", "--epochs", "2",
             "--seq-len", "8", "--batch", "2", "--no-progress"]  # fmt: skip
     assert run_cli(argv) == 0

@@ -47,6 +47,17 @@ INFO_KEYS: dict[str, str] = {
     "seed": "the road/episode seed (int), or None where reset had none",
     "pose": "(x, y, yaw) of the car, m and rad, right-handed world frame",
 }
+# keys an env may add (the embedded env does; CARLA's does not yet): consumers read them
+# with info.get(key, default), never info[key]
+OPTIONAL_INFO_KEYS: dict[str, str] = {
+    "lane_index": "int: the ego's lane, 0 = the rightmost lane of its direction",
+    "lanes_same": "int: lanes in the ego's direction",
+    "lane_width_m": "width of the ego's lane, m",
+    "lane_departure": "bool: a wheel is over one of the ego lane's lines",
+    "collision": "bool: this step the car overlaps an object or another vehicle",
+    "collision_kind": '"none", "vehicle" or "static": what the car overlaps',
+    "speed_limit_mps": "the road's speed (a map's speed limit), m/s",
+}
 CAMERA_INFO_KEYS = ("width", "height", "fx", "fy", "cx", "cy")
 CAMERA_MOUNT_KEYS = ("x_m", "y_m", "height_m", "pitch_deg", "roll_deg", "yaw_deg")
 CAMERA_SPEC_KEYS = CAMERA_INFO_KEYS + CAMERA_MOUNT_KEYS

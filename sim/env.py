@@ -3,6 +3,8 @@
 Road seeds: `reset(seed=s)` drives road `s` (and seeds `np_random`); `reset()` without a
 seed draws a training road (< `EVAL_SEED_START`) from `np_random`; `options={"road_seed":
 s}` picks road `s` without reseeding. Evaluation code calls `reset(seed=eval_seed)`.
+The `look` keywords choose the world (`sim.looks`): "plain" (default) is the original
+two-lane road exactly; "varied" draws lanes, markings, scenery, traffic and weather.
 """
 
 from __future__ import annotations
@@ -19,7 +21,14 @@ from sim.camera import IpmCamera
 from sim.contract import MAX_SPEED_OBS
 from sim.expert import ExpertDriver
 from sim.limits import check_limits
-from sim.render import CameraMaps, RoadRenderer
+from sim.looks import (
+    PLAIN_SPEED_MPS,
+    build_world,
+    collision_kind,
+    lane_departure,
+    resolve_look,
+)
+from sim.render import CameraMaps
 from sim.road import LaneRoad, check_seed
 from sim.seeds import EVAL_SEED_START
 from sim.vehicle import BicycleModel, VehicleParams, VehicleState
@@ -42,13 +51,23 @@ class DriveEnv(gym.Env):
         wheelbase_m, max_steer_deg: the vehicle (distance between the axles; front wheel
             angle at steer = 1). The expert drives in this vehicle's steer units.
         target_speed_mps: the expert's cruise speed; also the start speed unless
-            `start_speed_mps` is given.
+            `start_speed_mps` is given. None: 10 m/s on the plain look, the road's own
+            speed (5..25 m/s, `info["speed_limit_mps"]`) on varied roads.
         camera_jitter: shake the camera mount by up to one pixel row (seeded per road).
+        look: "plain" (the original world, exactly) or "varied" (layout, scenery and
+            weather drawn from the road seed); see `sim.looks`.
+        lanes_per_direction: None (the look's) or 1..4 lanes in the ego's direction.
+        traffic, objects: None (the look's: on for varied) or a bool.
+        weather: None (the look's: from the seed for varied, off for plain), False
+            (off), True (from the seed) or one of "clear", "overcast", "dusk", "night",
+            "fog", "rain".
 
     Actions are [steer, throttle, brake] with CARLA's meaning; values out of range are
     clipped, NaN raises ValueError. The episode terminates when the car's centre leaves
-    the paved road (beyond an edge line) or the route is done. Keeps the env contract of
-    `sim.contract` (`DrivingEnv`): `dt`, `camera_info()`, `camera_spec()`,
+    the paved road or the route is done. Besides `INFO_KEYS`, `info` has `lane_index`,
+    `lanes_same`, `lane_width_m`, `lane_departure`, `collision`, `collision_kind` ("none",
+    "vehicle", "static"), `speed_limit_mps`.
+    Keeps the env contract of `sim.contract` (`DrivingEnv`): `dt`, `camera_info()`, `camera_spec()`,
     `vehicle_spec()`, `recenter()`, `INFO_KEYS`. Out-of-range mounts and vehicles raise
     ValueError naming the keyword and its range.
     """
@@ -67,7 +86,7 @@ class DriveEnv(gym.Env):
         camera_height_m: float = 1.5,
         camera_pitch_deg: float = 15.0,
         camera_x_m: float = 1.0,
-        target_speed_mps: float = 10.0,
+        target_speed_mps: float | None = None,
         start_speed_mps: float | None = None,
         camera_jitter: bool = True,
         *,
@@ -76,13 +95,23 @@ class DriveEnv(gym.Env):
         camera_yaw_deg: float = 0.0,
         wheelbase_m: float = 2.9,
         max_steer_deg: float = 70.0,
+        look: str = "plain",
+        lanes_per_direction: int | None = None,
+        traffic: bool | None = None,
+        objects: bool | None = None,
+        weather: str | bool | None = None,
     ) -> None:
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
         if not (isinstance(route_length_m, (int, float)) and 10 <= route_length_m <= 100_000):
             raise ValueError(f"route_length_m must be within 10..100000, got {route_length_m!r}")
-        if not 0.0 < target_speed_mps <= 30.0:
-            raise ValueError(f"target_speed_mps must be within (0, 30], got {target_speed_mps}")
+        self.look = resolve_look(look, lanes_per_direction, traffic, objects, weather)
+        if target_speed_mps is not None and not (
+            isinstance(target_speed_mps, (int, float)) and 0.0 < target_speed_mps <= 30.0
+        ):
+            raise ValueError(
+                f"target_speed_mps must be None or within (0, 30], got {target_speed_mps!r}"
+            )
         check_limits(
             fov_deg=fov_deg,
             camera_height_m=camera_height_m,
@@ -111,10 +140,13 @@ class DriveEnv(gym.Env):
         self._maps = CameraMaps(self.camera, 1 if camera_jitter else 0)
         self.render_mode = render_mode
         self.route_length_m = float(route_length_m)
-        self.target_speed_mps = float(target_speed_mps)
-        self.start_speed_mps = target_speed_mps if start_speed_mps is None else start_speed_mps
+        self._target_kw, self._start_kw = target_speed_mps, start_speed_mps
+        speed = PLAIN_SPEED_MPS if target_speed_mps is None else target_speed_mps
+        self.target_speed_mps = float(speed)
+        self.start_speed_mps = speed if start_speed_mps is None else start_speed_mps
+        self._auto_max_steps = max_steps is None
         if max_steps is None:
-            max_steps = math.ceil((2 * route_length_m / target_speed_mps + 10) / self.dt)
+            max_steps = self._default_max_steps(speed)
         if isinstance(max_steps, bool) or not isinstance(max_steps, (int, np.integer)):
             raise TypeError(f"max_steps must be an int or None, got {max_steps!r}")
         if max_steps < 1:
@@ -130,7 +162,11 @@ class DriveEnv(gym.Env):
             np.array([-1, 0, 0], np.float32), np.array([1, 1, 1], np.float32), dtype=np.float32
         )
         self.road: LaneRoad | None = None
+        self.scenery = self.weather = None
         self._image: np.ndarray | None = None
+
+    def _default_max_steps(self, speed: float) -> int:
+        return math.ceil((2 * self.route_length_m / speed + 10) / self.dt)
 
     # -- episode -------------------------------------------------------------------------
 
@@ -147,8 +183,15 @@ class DriveEnv(gym.Env):
         else:
             road_seed = int(self.np_random.integers(0, EVAL_SEED_START))
         self.road_seed = road_seed
-        self.road = LaneRoad.generate(road_seed, self.route_length_m)
-        self.renderer = RoadRenderer(self.road, self.camera, maps=self._maps)
+        world = build_world(self.look, road_seed, self.route_length_m, self.camera, self._maps)
+        self.road, self.renderer = world.road, world.renderer
+        self.scenery, self.weather = world.scenery, world.weather
+        if self._target_kw is None and self.look.varied_road:
+            self.target_speed_mps = float(self.road.layout.speed_mps)
+            if self._start_kw is None:
+                self.start_speed_mps = self.target_speed_mps
+            if self._auto_max_steps:
+                self.max_steps = self._default_max_steps(self.target_speed_mps)
         self.expert = ExpertDriver(self.road, self.target_speed_mps, params=self.vehicle_params)
         x, y, yaw = self.road.pose_at(0.0)
         self.car = BicycleModel(
@@ -158,6 +201,7 @@ class DriveEnv(gym.Env):
         self._steps = 0
         self._located = self.road.locate(x, y, 0.0)
         self._progress = 0.0
+        self._collision = "none"
         return self._observe(), self._info()
 
     def step(self, action):
@@ -175,6 +219,7 @@ class DriveEnv(gym.Env):
         s, lateral, _ = self._located
         progress = min(max(s, 0.0), self.route_length_m)
         off_road = self.road.off_road(lateral)
+        self._collision = collision_kind(self.scenery, s, lateral, self._steps * self.dt)
         done = progress >= self.route_length_m
         reward = (progress - self._progress) - 0.05 * abs(lateral) - (10.0 if off_road else 0.0)
         self._progress = progress
@@ -203,7 +248,12 @@ class DriveEnv(gym.Env):
         st = self.car.state
         s, lateral, _ = self._located
         jitter = int(self._jitter_rng.integers(-1, 2)) if self._maps.jitter_rows else 0
-        self._image = self.renderer.render(st.x, st.y, st.yaw, s, lateral, jitter)
+        image = self.renderer.render(st.x, st.y, st.yaw, s, lateral, jitter)
+        if self.scenery is not None:
+            self.scenery.draw(image, st.x, st.y, st.yaw, s, lateral, self._steps * self.dt)
+        if self.weather is not None:
+            self.weather.apply(image, self._steps, st.yaw)
+        self._image = image
         speed = np.array([min(st.speed, MAX_SPEED_OBS)], dtype=np.float32)
         return {"image": self._image, "speed": speed}
 
@@ -221,6 +271,15 @@ class DriveEnv(gym.Env):
             "speed_mps": float(st.speed),
             "seed": self.road_seed,
             "pose": (float(st.x), float(st.y), float(st.yaw)),
+            "lane_index": self.road.layout.ego_lane,
+            "lanes_same": self.road.layout.lanes_same,
+            "lane_width_m": self.road.lane_width,
+            "lane_departure": lane_departure(self.road, lateral),
+            "collision": self._collision != "none",
+            "collision_kind": self._collision,
+            "speed_limit_mps": float(
+                self.road.layout.speed_mps if self.look.varied_road else self.target_speed_mps
+            ),
         }
 
     def camera_info(self) -> dict:

@@ -22,13 +22,18 @@ def preview_grid(
     frames: int = 3,
     every: int = 150,
     scale: int = 1,
+    look: str = "plain",
 ) -> np.ndarray:
-    """The preview picture as uint8 RGB: rows = seeds, columns = frames + top-down view."""
+    """The preview picture as uint8 RGB: rows = seeds, columns = frames + top-down view.
+
+    `look` is DriveEnv's ("plain" or "varied": lanes, scenery and weather per seed)."""
     env = DriveEnv(
         width=width,
         height=height,
         fov_deg=fov_deg,
-        route_length_m=max(100.0, frames * every * 0.6 + 50.0),
+        # metres per step: 0.5 at plain's 10 m/s, up to 1.25 on a varied 25 m/s road
+        route_length_m=max(100.0, frames * every * (0.6 if look == "plain" else 1.3) + 50.0),
+        look=look,
     )
     rows = []
     for seed in seeds:

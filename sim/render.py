@@ -5,6 +5,8 @@ calls (a fine, textured one near the car and a coarse one far away whose marking
 drawn pre-averaged, which is the mip level that keeps far dashes from aliasing), then
 a single `cv2.remap` with per-pixel maps computed once maps them into the camera image.
 A sky gradient lives in the same source image, so sky pixels come out of the same remap.
+What lies across the road (bands, markings) comes from `road.layout` via
+`sim.road_geometry.CrossSection`; scenery may add ground shadows (`add_shadows`).
 """
 
 from __future__ import annotations
@@ -18,15 +20,15 @@ import numpy as np
 
 from sim.camera import IpmCamera
 from sim.road import LaneRoad
+from sim.road_geometry import MARKING_WIDTH_M, SHIFT, CrossSection
 
-SHIFT = 3  # fixed-point bits for cv2 drawing: sub-pixel accurate edges
 ONE = 1 << SHIFT
 LIGHT = 128  # the neutral value of the light/texture layer (C * L / 128)
 FAR_HALF_WIDTH_M = 50.0
 FAR_DIST_M = 90.0
 SKY_ROWS = 24
 SKY_TOP_RAD = math.radians(35.0)
-MARKING_WIDTH_M = 0.14
+__all__ = ["MARKING_WIDTH_M", "CameraMaps", "RoadRenderer", "RoadStyle"]
 
 
 @dataclass(frozen=True)
@@ -116,14 +118,6 @@ def _noise_tile(rng: np.random.Generator, size: int, amp: float) -> np.ndarray:
     return np.repeat(tile[:, :, None], 3, axis=2)
 
 
-def _scale(c: tuple[int, int, int], k: float) -> tuple[int, int, int]:
-    return tuple(int(min(255, v * k)) for v in c)
-
-
-def _mix(a, b, t: float) -> tuple[int, int, int]:
-    return tuple(round(x + (y - x) * t) for x, y in zip(a, b, strict=False))
-
-
 class RoadRenderer:
     """Renders camera images of one road for one camera.
 
@@ -168,40 +162,38 @@ class RoadRenderer:
         )
 
     def _build_geometry(self) -> None:
-        road, st = self.road, self.style
-        w = road.lane_width
-        edge_r, edge_l = -0.5 * w, 1.5 * w
-        paved_r, paved_l = road.paved_edges()
-        offsets = [
-            paved_r,
-            paved_l,
-            paved_r - st.shoulder_m,
-            paved_l + st.shoulder_m,
-            edge_r + 0.1,
-            edge_l - 0.1,
-            0.5 * w,
-        ]
-        self._lines = np.stack([road.offset_line(o) for o in offsets])  # (K, N, 2)
-        period = st.dash_len_m + st.dash_gap_m
+        road = self.road
         rng = np.random.default_rng([road.seed, 0x44415348])
-        starts = np.arange(road.s[0], road.s[-1] - period, period)
-        starts = starts[rng.random(starts.size) < st.dash_keep]
-        self._dash_a = ((starts - road.s[0]) / road.ds).astype(np.int64)
-        self._dash_b = self._dash_a + max(1, round(st.dash_len_m / road.ds))
-        self._dash_s = starts
-        self._shadows, self._shadow_s = self._make_shadows(rng)
+        self._xsec = CrossSection(road, self.style, rng)  # draws dashes from rng first
+        shadows, shadow_s = self._make_shadows(rng)
         # Python lists for `bisect`: per frame far cheaper than np.searchsorted on scalars
-        self._dash_s_list = starts.tolist()
-        self._shadow_s_list = self._shadow_s.tolist()
+        self._shadow_groups: list[tuple[np.ndarray, list[float]]] = []
+        self.add_shadows(shadows, shadow_s)
+
+    def add_shadows(self, polys: np.ndarray, s_centres: np.ndarray) -> None:
+        """Add ground shadows cast by things beside the road: world polygons (M, K, 2)
+        and the arc length (M,) of each one's centre; drawn like the tree shadows."""
+        polys = np.asarray(polys, np.float64)
+        s_c = np.asarray(s_centres, np.float64)
+        if polys.ndim != 3 or polys.shape[2] != 2 or s_c.shape != polys.shape[:1]:
+            raise ValueError(f"shadows must be (M, K, 2) with (M,) centres, got {polys.shape}")
+        if s_c.size == 0:
+            return
+        order = np.argsort(s_c, kind="stable")
+        self._shadow_groups.append((polys[order], s_c[order].tolist()))
 
     def _make_shadows(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """Tree-crown shadows: world polygons (M, 16, 2) lying across and beside the road."""
         road, w = self.road, self.road.lane_width
+        lo, hi = -w - 4.0, 2 * w + 4.0  # the plain road's spread, kept for the same frames
+        if road.layout != road.layout.plain(w):
+            pr, pl = road.layout.paved_edges()
+            lo, hi = pr - 4.0, pl + 4.0
         n = rng.poisson(self.style.shadows_per_100m * (road.s[-1] - road.s[0]) / 100.0)
         s_c = np.sort(rng.uniform(road.s[0], road.s[-1], n))
         if n == 0:
             return np.zeros((0, 16, 2)), s_c
-        lat_c = rng.uniform(-w - 4.0, 2 * w + 4.0, n)
+        lat_c = rng.uniform(lo, hi, n)
         a = rng.uniform(1.0, 4.0, n)[:, None]
         b = rng.uniform(2.0, 7.0, n)[:, None]
         t = np.linspace(0, 2 * np.pi, 16, endpoint=False)[None, :]
@@ -236,27 +228,6 @@ class RoadRenderer:
             ]
         )
 
-    def _colours(self, res: float, fine: bool) -> tuple:
-        """Fill colours for a patch of resolution `res` (cached: they never change)."""
-        key = (res, fine)
-        if key not in self._colour_cache:
-            st = self.style
-            asphalt = _scale(st.asphalt, st.sun)
-            paint = _mix(asphalt, _scale(st.paint, st.sun), st.paint_alpha)
-            thick = max(1, round(MARKING_WIDTH_M / res))
-            # a line thinner than a pixel is drawn 1 px wide in a colour mixed by coverage
-            line = _mix(asphalt, paint, min(1.0, MARKING_WIDTH_M / (thick * res)))
-            duty = st.dash_keep * st.dash_len_m / (st.dash_len_m + st.dash_gap_m)
-            self._colour_cache[key] = (
-                _scale(st.grass, st.sun),
-                _scale(st.shoulder, st.sun),
-                asphalt,
-                line,
-                _mix(asphalt, line, duty),
-                thick,
-            )
-        return self._colour_cache[key]
-
     def draw_patch(
         self,
         colour: np.ndarray,
@@ -268,42 +239,18 @@ class RoadRenderer:
     ) -> None:
         """Rasterise the road between arc lengths `s_lo` and `s_hi` into a top-down
         `colour` image (shadows go into the light layer: `_light_layer`)."""
-        road, st = self.road, self.style
-        grass, shoulder, asphalt, line, faint, thick = self._colours(res, fine)
-        # fewer vertices where pixels are coarse: chords of 2 m bend < 2 cm at 25 m radius
-        step = 1 if res < 0.05 else (2 if res < 0.2 else 4)
-        a = road.index(s_lo) // step * step
-        b = road.index(s_hi) + 1
-        pts = (self._lines[:, a:b:step] @ aff[:, :2].T + aff[:, 2]).astype(np.int32)
-        # cv2 fills 3-channel images far faster than numpy's broadcast assignment
-        cv2.rectangle(colour, (0, 0), (colour.shape[1], colour.shape[0]), grass, -1)
-        if st.verge != "grass":
-            band = np.concatenate((pts[2], pts[3][::-1]))
-            cv2.fillPoly(colour, [band], shoulder, cv2.LINE_8, SHIFT)
-        cv2.fillPoly(colour, [np.concatenate((pts[0], pts[1][::-1]))], asphalt, cv2.LINE_8, SHIFT)
-        if st.edge_lines:
-            cv2.polylines(colour, [pts[4], pts[5]], False, line, thick, cv2.LINE_8, SHIFT)
-        if fine:
-            i = bisect_left(self._dash_s_list, s_lo - st.dash_len_m)
-            j = bisect_left(self._dash_s_list, s_hi)
-            dashes = [
-                pts[6, max(da - a, 0) // step : (db - a) // step + 1]
-                for da, db in zip(
-                    self._dash_a[i:j].tolist(), self._dash_b[i:j].tolist(), strict=True
-                )
-                if db > a
-            ]
-            cv2.polylines(colour, dashes, False, line, thick, cv2.LINE_8, SHIFT)
-        else:  # mip level: a dashed line seen from afar is a fainter solid line
-            cv2.polylines(colour, [pts[6]], False, faint, 1, cv2.LINE_8, SHIFT)
+        self._xsec.draw(colour, aff, s_lo, s_hi, res, fine)
 
     def _shadow_polys(self, aff: np.ndarray, s_lo: float, s_hi: float) -> list | None:
         """The shadow polygons near [s_lo, s_hi] in patch pixels, or None if there are none."""
-        i = bisect_left(self._shadow_s_list, s_lo - 5.0)
-        j = bisect_left(self._shadow_s_list, s_hi + 5.0)
-        if j <= i:
-            return None
-        return list((self._shadows[i:j] @ aff[:, :2].T + aff[:, 2]).astype(np.int32))
+        out = None
+        for polys, s_list in self._shadow_groups:
+            i = bisect_left(s_list, s_lo - 5.0)
+            j = bisect_left(s_list, s_hi + 5.0)
+            if j > i:
+                got = list((polys[i:j] @ aff[:, :2].T + aff[:, 2]).astype(np.int32))
+                out = got if out is None else out + got
+        return out
 
     def _light_layer(
         self,

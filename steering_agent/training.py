@@ -297,7 +297,7 @@ def _train(episodes, cfg, out, logdir, resume, provenance, progress, init, dist:
         if resume:
             raise UsageError("--init and --resume together: --resume continues <out>.last.pt")
         start = init_checkpoint(init, cfg)
-        model.load_state_dict(start.state_dict)
+        model.load_state_dict(_init_weights(start, model_cfg))
         init_prov = {"init": {"path": str(init), **_provenance_summary(start.provenance)}}
     model = model.to(cfg.device)
     net = model  # what is trained: `model` itself, or its DistributedDataParallel wrapper
@@ -400,9 +400,11 @@ def init_checkpoint(path: str | os.PathLike, cfg: TrainConfig):
             `cfg`'s (the message names the file and the option to change).
     """
     ckpt = _load_init(path)
-    if ckpt.model_config.arch != cfg.arch:
+    widen = ckpt.model_config.arch == "cnn" and cfg.arch == "cnn_stack"
+    if ckpt.model_config.arch != cfg.arch and not widen:
         raise CheckpointError(
-            f"--init {path} is a {ckpt.model_config.arch!r} network; pass --arch "
+            f"--init {path} is a {ckpt.model_config.arch!r} network (only a cnn may start "
+            f"a cnn_stack); pass --arch "
             f"{ckpt.model_config.arch} (this run asked for {cfg.arch!r})"
         )
     if ckpt.preprocess_config != cfg.preprocess:
@@ -412,6 +414,18 @@ def init_checkpoint(path: str | os.PathLike, cfg: TrainConfig):
             "unset to take the checkpoint's"
         )
     return ckpt
+
+
+def _init_weights(start, model_cfg: ModelConfig) -> dict:
+    """The --init checkpoint's weights for a `model_cfg` network. A single-frame `cnn`
+    starts a frame-stack `cnn_stack`: its first convolution's weights, divided by the
+    stack depth, go to each frame of the window, so the new network begins as the CNN
+    on the window's mean frame (on a still scene: the CNN itself)."""
+    weights = dict(start.state_dict)
+    if start.model_config.arch == "cnn" and model_cfg.arch == "cnn_stack":
+        key = "encoder.convs.0.weight"
+        weights[key] = weights[key].repeat(1, model_cfg.stack, 1, 1) / model_cfg.stack
+    return weights
 
 
 def _load_init(path: str | os.PathLike):

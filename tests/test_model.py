@@ -19,6 +19,8 @@ def test_shapes_and_range(model):
     assert steer.abs().max() <= 1.0
     if model.recurrent:
         assert state[0].shape == (1, 2, 64) and state[1].shape == (1, 2, 64)
+    elif model.stacked:  # the last stack - 1 frames, [slots, batch, features] like (h, c)
+        assert len(state) == 1 and state[0].shape == (3, 2, 3 * 66 * 200)
     else:
         assert state is None
 
@@ -27,6 +29,8 @@ def test_parameter_budget_and_fair_comparison():
     n = {a: count_parameters(SteeringNet(ModelConfig(arch=a))) for a in ARCHS}
     assert all(1e5 < v < 1e6 for v in n.values()), n  # "a few hundred thousand"
     assert abs(n["cnn_lstm"] - n["cnn"]) < 0.2 * n["cnn"]  # same encoder, similar head
+    # the frame stack only widens the first convolution: 24 x 3 (k - 1) x 5 x 5 more
+    assert n["cnn_stack"] - n["cnn"] == 24 * 3 * (ModelConfig().stack - 1) * 25
 
 
 @torch.inference_mode()

@@ -13,7 +13,7 @@ from steering_agent.policy.onnx_export import compare_with_torch, export_onnx
 from steering_agent.policy.preprocess import PreprocessConfig
 
 
-@pytest.mark.parametrize("arch", ["cnn_lstm", "cnn"])
+@pytest.mark.parametrize("arch", ["cnn_lstm", "cnn", "cnn_stack"])
 def test_export_matches_torch_with_explicit_state(arch, tmp_path):
     torch.manual_seed(0)
     model = SteeringNet(ModelConfig(arch=arch)).eval()
@@ -23,6 +23,8 @@ def test_export_matches_torch_with_explicit_state(arch, tmp_path):
     names = [i.name for i in graph.input], [o.name for o in graph.output]
     if arch == "cnn_lstm":
         assert names == (["frames", "h0", "c0"], ["steer", "hn", "cn"])
+    elif arch == "cnn_stack":
+        assert names == (["frames", "stack0"], ["steer", "stackn"])
     else:
         assert names == (["frames"], ["steer"])
     assert compare_with_torch(model, path, batch=2, steps=2, seq_len=3) < 1e-4

@@ -39,7 +39,7 @@ def _forward(model, images):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("arch", ["cnn_lstm", "cnn"])
+@pytest.mark.parametrize("arch", ["cnn_lstm", "cnn", "cnn_stack"])
 def test_stepping_equals_one_forward(arch, backend):
     model, images = _model(arch), _images(12)
     policy = SteeringPolicy(model, PRE, device="cpu", backend=backend)
@@ -148,8 +148,9 @@ def test_batched_streams_are_independent(backend):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_batched_reset_indices_and_active_mask(backend):
-    model, images = _model(), _images(18).reshape(6, 3, 66, 200, 3)
+@pytest.mark.parametrize("arch", ["cnn_lstm", "cnn_stack"])
+def test_batched_reset_indices_and_active_mask(backend, arch):
+    model, images = _model(arch), _images(18).reshape(6, 3, 66, 200, 3)
     p = BatchedSteeringPolicy(model, PRE, batch_size=3, device="cpu", backend=backend)
     for i in range(3):
         p.step(images[i], [i * 0.05] * 3)

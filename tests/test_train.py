@@ -199,3 +199,20 @@ def test_delta_loss_penalises_jitter_not_an_offset():
     assert torch.isclose(steering_loss(jitter, y, 10.0), expected)
     single = y[:, :1]  # one frame has no change to compare
     assert torch.isclose(steering_loss(single + 0.1, single, 10.0), torch.tensor(0.01))
+
+
+def test_a_cnn_starts_a_frame_stack(tmp_path, cli_data):
+    import torch
+
+    assert cli_data("cnn.pt", "--arch", "cnn") == 0
+    assert cli_data("stack.pt", "--arch", "cnn_stack", "--init", str(tmp_path / "cnn.pt"),
+                    "--lr", "1e-12") == 0  # fmt: skip
+    cnn, stack = load_checkpoint(tmp_path / "cnn.pt"), load_checkpoint(tmp_path / "stack.pt")
+    assert stack.model_config.arch == "cnn_stack"
+    w, k = cnn.state_dict["encoder.convs.0.weight"], stack.model_config.stack
+    got = stack.state_dict["encoder.convs.0.weight"]
+    assert torch.allclose(got, w.repeat(1, k, 1, 1) / k, atol=1e-6)
+    with pytest.raises(Exception, match="only a cnn may start"):
+        from steering_agent.training import TrainConfig, init_checkpoint
+
+        init_checkpoint(tmp_path / "stack.pt", TrainConfig(arch="cnn_lstm"))

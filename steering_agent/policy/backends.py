@@ -1,6 +1,7 @@
 """Who runs the network per frame: PyTorch on any device, or ONNX Runtime on the CPU.
 
-A stepper holds the recurrent state of B streams and runs one frame per stream.
+A stepper holds the state of B streams (the LSTM's (h, c), the frame stack's past
+frames; `SteeringNet.state_shapes`, batch on dim 1) and runs one frame per stream.
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ def ort_cpu_session(graph: bytes, threads: int):
 
 
 class TorchStepper:
-    """The network stepped by PyTorch on any device; the LSTM state lives on the device."""
+    """The network stepped by PyTorch on any device; the state lives on the device."""
 
     name = "torch"
 
@@ -109,7 +110,7 @@ class TorchStepper:
 
 
 class OrtStepper:
-    """The network stepped by ONNX Runtime on the CPU; the LSTM state lives in numpy.
+    """The network stepped by ONNX Runtime on the CPU; the state lives in numpy.
 
     It runs the graph of `onnx_export.step_graph_bytes` (uint8 frames in, normalisation
     inside), built from the weights as they are at construction.
@@ -121,27 +122,23 @@ class OrtStepper:
         from steering_agent.policy.onnx_export import step_graph_bytes
 
         self._sess = ort_cpu_session(step_graph_bytes(model), threads)
-        cfg = model.cfg
-        self._state = None
-        if model.recurrent:
-            shape = (cfg.lstm_layers, batch, cfg.hidden_dim)
-            self._state = [np.zeros(shape, np.float32), np.zeros(shape, np.float32)]
+        self._inputs = [f"{n}0" for n in model.state_names]
+        self._state = [np.zeros(shape, np.float32) for shape in model.state_shapes(batch)]
 
     def reset(self, rows) -> None:
-        if self._state is not None:
-            for s in self._state:
-                s[:, rows] = 0.0
+        for s in self._state:
+            s[:, rows] = 0.0
 
     def run(self, frames_nhwc: np.ndarray, rows: np.ndarray, full: bool) -> np.ndarray:
-        if self._state is None:
-            steer = self._sess.run(None, {"frames": frames_nhwc})[0]
-        elif full:
-            h, c = self._state
-            steer, h, c = self._sess.run(None, {"frames": frames_nhwc, "h0": h, "c0": c})
-            self._state = [h, c]
+        if not self._state:
+            return self._sess.run(None, {"frames": frames_nhwc})[0].astype(np.float64)
+        feeds = {"frames": frames_nhwc}
+        if full:
+            feeds.update(zip(self._inputs, self._state))
+            steer, *self._state = self._sess.run(None, feeds)
         else:
-            h, c = (s[:, rows] for s in self._state)
-            steer, h, c = self._sess.run(None, {"frames": frames_nhwc, "h0": h, "c0": c})
-            self._state[0][:, rows] = h
-            self._state[1][:, rows] = c
+            feeds.update((n, s[:, rows]) for n, s in zip(self._inputs, self._state))
+            steer, *new = self._sess.run(None, feeds)
+            for s, n in zip(self._state, new, strict=True):
+                s[:, rows] = n
         return steer.astype(np.float64)

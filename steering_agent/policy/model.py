@@ -1,9 +1,20 @@
 """The steering network: a PilotNet-style CNN per frame, an LSTM across frames, a tanh head.
 
-`SteeringNet` holds no episode state: the caller passes the LSTM state in and gets it
-back (`steering_agent.policy.policy.SteeringPolicy` owns it between frames). With
-`ModelConfig.arch == "cnn"` the same encoder feeds a feed-forward layer of similar
-size instead of the LSTM: the single-frame baseline, and the state is passed through.
+`SteeringNet` holds no episode state: the caller passes the state in and gets it back
+(`steering_agent.policy.policy.SteeringPolicy` owns it between frames). Architectures:
+
+- `cnn_lstm`: the encoder feeds an LSTM; state (h, c), each [layers, B, hidden].
+- `cnn`: the single-frame baseline; the encoder feeds a feed-forward layer of similar
+  size instead of the LSTM; no state (None is passed through).
+- `cnn_stack`: the frame-stack baseline (DonkeyCar's and komanda's windows): the last
+  `stack` frames as 3 * stack input channels (oldest first), re-run every frame, then the
+  feed-forward layer of `cnn`. Its state is the window's past: the last `stack - 1`
+  normalised frames as a 1-tuple `(frames,)` of [stack - 1, B, C * H * W], the same
+  [slots, batch, features] layout as the LSTM's state, so callers that carry, detach,
+  zero or index the state by row (training's truncated BPTT, the steppers) treat both
+  alike. A zero row (the initial state, or a row zeroed by a reset) means "no past
+  frame": the window is then filled with copies of the row's first frame, in training
+  and in stepping alike (a normalised uint8 frame is never exactly zero).
 """
 
 from __future__ import annotations
@@ -14,8 +25,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-ARCHS = ("cnn_lstm", "cnn")
-State = tuple[torch.Tensor, torch.Tensor] | None
+ARCHS = ("cnn_lstm", "cnn", "cnn_stack")
+# (h, c) of cnn_lstm, (past frames,) of cnn_stack, None for cnn
+State = tuple[torch.Tensor, ...] | None
 
 
 @dataclass(frozen=True)
@@ -23,7 +35,8 @@ class ModelConfig:
     """Network shape.
 
     Attributes:
-        arch: "cnn_lstm" (recurrent) or "cnn" (single-frame baseline).
+        arch: "cnn_lstm" (recurrent), "cnn" (single-frame baseline) or "cnn_stack"
+            (frame-stack baseline).
         in_channels: image channels (3).
         height: input height (PilotNet: 66).
         width: input width (PilotNet: 200).
@@ -31,6 +44,8 @@ class ModelConfig:
         hidden_dim: LSTM hidden size (or the baseline's feed-forward width).
         lstm_layers: number of stacked LSTM layers.
         dropout: dropout on the per-frame features while training.
+        stack: frames per window of `cnn_stack` (>= 2); ignored by the other archs and
+            left out of their `to_dict` (their checkpoints stay as before).
     """
 
     arch: str = "cnn_lstm"
@@ -41,13 +56,24 @@ class ModelConfig:
     hidden_dim: int = 64
     lstm_layers: int = 1
     dropout: float = 0.2
+    stack: int = 4
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:
             raise ValueError(f"ModelConfig: arch {self.arch!r} is not one of {ARCHS}")
+        if self.arch == "cnn_stack" and not (isinstance(self.stack, int) and self.stack >= 2):
+            raise ValueError(f"ModelConfig: stack ({self.stack!r}) must be an int >= 2")
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if self.arch != "cnn_stack":
+            del d["stack"]
+        return d
+
+    @property
+    def encoder_channels(self) -> int:
+        """Input channels of the convolutions: the frame's, times `stack` for cnn_stack."""
+        return self.in_channels * (self.stack if self.arch == "cnn_stack" else 1)
 
     @classmethod
     def from_dict(cls, d: dict) -> ModelConfig:
@@ -70,9 +96,10 @@ class FrameEncoder(nn.Module):
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
-        self.convs = _conv_stack(cfg.in_channels)
+        c = cfg.encoder_channels
+        self.convs = _conv_stack(c)
         with torch.no_grad():
-            n_flat = self.convs(torch.zeros(1, cfg.in_channels, cfg.height, cfg.width)).numel()
+            n_flat = self.convs(torch.zeros(1, c, cfg.height, cfg.width)).numel()
         self.fc = nn.Sequential(
             nn.Flatten(), nn.Dropout(cfg.dropout), nn.Linear(n_flat, cfg.feature_dim), nn.ELU()
         )
@@ -82,7 +109,7 @@ class FrameEncoder(nn.Module):
 
 
 class SteeringNet(nn.Module):
-    """CNN (+ LSTM) steering regressor, output in [-1, 1]."""
+    """CNN (+ LSTM, or over a frame stack) steering regressor, output in [-1, 1]."""
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
@@ -101,25 +128,72 @@ class SteeringNet(nn.Module):
 
     @property
     def recurrent(self) -> bool:
+        """Whether the network has an LSTM (`cnn_lstm`)."""
         return self.lstm is not None
 
+    @property
+    def stacked(self) -> bool:
+        """Whether the network runs on windows of frames (`cnn_stack`)."""
+        return self.cfg.arch == "cnn_stack"
+
+    @property
+    def state_names(self) -> tuple[str, ...]:
+        """Names of the state tensors (ONNX I/O: name + "0" in, name + "n" out)."""
+        if self.recurrent:
+            return ("h", "c")
+        return ("stack",) if self.stacked else ()
+
+    def state_shapes(self, batch: int) -> tuple[tuple[int, ...], ...]:
+        """Shapes of the state tensors for `batch` streams; the batch is always dim 1."""
+        cfg = self.cfg
+        if self.recurrent:
+            return ((cfg.lstm_layers, batch, cfg.hidden_dim),) * 2
+        if self.stacked:
+            return ((cfg.stack - 1, batch, cfg.in_channels * cfg.height * cfg.width),)
+        return ()
+
     def initial_state(self, batch: int, device: torch.device | str = "cpu") -> State:
-        """Zero (h, c), each [layers, batch, hidden]; None for the `cnn` baseline."""
-        if self.lstm is None:
+        """Zeros: (h, c) for `cnn_lstm`, (no past frames,) for `cnn_stack` (module doc);
+        None for the `cnn` baseline."""
+        shapes = self.state_shapes(batch)
+        if not shapes:
             return None
-        shape = (self.cfg.lstm_layers, batch, self.cfg.hidden_dim)
-        return torch.zeros(shape, device=device), torch.zeros(shape, device=device)
+        return tuple(torch.zeros(shape, device=device) for shape in shapes)
+
+    def _past(self, first: torch.Tensor, state: State) -> torch.Tensor:
+        """The window's past [B, stack - 1, C, H, W] from the state; rows without a past
+        (zero) get copies of `first` [B, C, H, W]."""
+        b, k = first.shape[0], self.cfg.stack - 1
+        fill = first.unsqueeze(1).expand(b, k, *first.shape[1:])
+        if state is None:
+            return fill
+        buf = state[0]
+        past = buf.transpose(0, 1).reshape(fill.shape)
+        fresh = buf.abs().amax(dim=2).amax(dim=0) == 0.0  # [B]
+        return torch.where(fresh.view(b, 1, 1, 1, 1), fill, past)
+
+    def _stack_forward(self, frames: torch.Tensor, state: State):
+        b, t = frames.shape[:2]
+        k = self.cfg.stack
+        full = torch.cat([self._past(frames[:, 0], state), frames], dim=1)  # [B, T+k-1, ...]
+        # window t = frames t .. t+k-1 of `full`, oldest first, as channels
+        windows = torch.cat([full[:, j : j + t] for j in range(k)], dim=2)
+        feats = self.encoder(windows.reshape(b * t, *windows.shape[2:])).reshape(b, t, -1)
+        new = full[:, t:].reshape(b, k - 1, -1).transpose(0, 1).contiguous()
+        return self.head(self.temporal(feats)).squeeze(-1), (new,)
 
     def forward(self, frames: torch.Tensor, state: State = None) -> tuple[torch.Tensor, State]:
         """Steer for every frame of a batch of sequences.
 
         Args:
             frames: float [B, T, C, H, W], normalised (`preprocess.normalize`).
-            state: (h, c) from the previous call; None means zeros.
+            state: the state from the previous call (`initial_state`); None means zeros.
 
         Returns:
             steer [B, T] in [-1, 1], and the state after the last frame (None for `cnn`).
         """
+        if self.stacked:
+            return self._stack_forward(frames, state)
         b, t = frames.shape[:2]
         feats = self.encoder(frames.reshape(b * t, *frames.shape[2:])).reshape(b, t, -1)
         if self.lstm is None:
@@ -137,11 +211,18 @@ class SteeringNet(nn.Module):
 
         Args:
             frames: float [B, C, H, W], normalised.
-            state: (h, c) [layers, B, hidden] from the previous step; None means zeros.
+            state: from the previous step (`initial_state`); None means zeros.
 
         Returns:
             steer [B] in [-1, 1], and the state after this frame (None for `cnn`).
         """
+        if self.stacked:
+            b, k = frames.shape[0], self.cfg.stack
+            past = self._past(frames, state).reshape(b, -1, *frames.shape[2:])
+            x = torch.cat([past, frames], dim=1)  # [B, k * C, H, W], oldest first
+            out = self.head(self.temporal(self.encoder(x))).squeeze(-1)
+            new = x.reshape(b, k, -1)[:, 1:].transpose(0, 1).contiguous()
+            return out, (new,)
         feats = self.encoder(frames)
         if self.lstm is None:
             return self.head(self.temporal(feats)).squeeze(-1), state

@@ -1,8 +1,10 @@
-"""`steering-agent export-onnx`: a checkpoint as ONNX, with the LSTM state as explicit I/O.
+"""`steering-agent export-onnx`: a checkpoint as ONNX, with the state as explicit I/O.
 
 Graph inputs: `frames` float32 [B, T, 3, H, W] (normalised, `preprocess.normalize`),
-and for `cnn_lstm` also `h0`, `c0` [layers, B, hidden]. Outputs: `steer` [B, T], and
-`hn`, `cn` for `cnn_lstm`. Batch and time are dynamic. The export is checked against
+and the state: for `cnn_lstm` `h0`, `c0` [layers, B, hidden], for `cnn_stack` `stack0`
+[stack - 1, B, 3 * H * W] (the past frames, `model.SteeringNet`). Outputs: `steer`
+[B, T], and the state after the last frame: `hn`, `cn` or `stackn`. Batch and time are
+dynamic. The export is checked against
 PyTorch with onnxruntime over a few steps with the state fed back (max abs diff).
 """
 
@@ -24,15 +26,15 @@ from steering_agent.policy.model import SteeringNet
 
 
 class _ExplicitState(nn.Module):
-    """forward(frames, h0, c0) -> (steer, hn, cn): ONNX wants flat tensors, not tuples."""
+    """forward(frames, *state) -> (steer, *new_state): ONNX wants flat tensors, not tuples."""
 
     def __init__(self, model: SteeringNet) -> None:
         super().__init__()
         self.model = model
 
-    def forward(self, frames, h0, c0):
-        steer, (h, c) = self.model(frames, (h0, c0))
-        return steer, h, c
+    def forward(self, frames, *state):
+        steer, new = self.model(frames, tuple(state))
+        return (steer, *new)
 
 
 class _Stateless(nn.Module):
@@ -55,12 +57,25 @@ class _StepGraph(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, frames, h0=None, c0=None):
+    def forward(self, frames, *state):
         x = frames.permute(0, 3, 1, 2).to(torch.float32).div(127.5).sub(1.0)
-        if h0 is None:
+        if not state:
             return self.model.step(x, None)[0]
-        steer, (h, c) = self.model.step(x, (h0, c0))
-        return steer, h, c
+        steer, new = self.model.step(x, tuple(state))
+        return (steer, *new)
+
+
+def state_io_names(model: SteeringNet) -> tuple[list[str], list[str]]:
+    """The graph's state inputs and outputs: (["h0", "c0"], ["hn", "cn"]) for `cnn_lstm`,
+    (["stack0"], ["stackn"]) for `cnn_stack`, ([], []) for `cnn`."""
+    names = model.state_names
+    return [f"{n}0" for n in names], [f"{n}n" for n in names]
+
+
+def zero_state_feeds(model: SteeringNet, batch: int) -> dict[str, np.ndarray]:
+    """onnxruntime feeds of the initial (zero) state for `batch` streams."""
+    ins, _ = state_io_names(model)
+    return {n: np.zeros(s, np.float32) for n, s in zip(ins, model.state_shapes(batch))}
 
 
 def _export(wrapper: nn.Module, args: tuple, names_in, names_out, dyn, target) -> None:
@@ -75,7 +90,7 @@ def _export(wrapper: nn.Module, args: tuple, names_in, names_out, dyn, target) -
         warnings.simplefilter("ignore", FutureWarning)
         # nn.LSTM's shape checks become constants in the trace: right for fixed weights.
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        # The LSTM batch-size caveat does not apply: h0/c0 are graph inputs.
+        # The LSTM batch-size caveat does not apply: the state is a graph input.
         warnings.filterwarnings("ignore", message="Exporting a model to ONNX with a batch_size")
         torch.onnx.export(
             wrapper,
@@ -93,17 +108,12 @@ def _sequence_export_args(model: SteeringNet, seq_len: int):
     cfg = model.cfg
     frames = torch.zeros(1, seq_len, cfg.in_channels, cfg.height, cfg.width)
     dyn = {"frames": {0: "batch", 1: "time"}, "steer": {0: "batch", 1: "time"}}
-    if model.recurrent:
-        h0, c0 = model.initial_state(1)
-        for n in ("h0", "c0", "hn", "cn"):
+    state = model.initial_state(1)
+    if state is not None:
+        ins, outs = state_io_names(model)
+        for n in ins + outs:
             dyn[n] = {1: "batch"}
-        return (
-            _ExplicitState(model),
-            (frames, h0, c0),
-            ["frames", "h0", "c0"],
-            ["steer", "hn", "cn"],
-            dyn,
-        )
+        return _ExplicitState(model), (frames, *state), ["frames", *ins], ["steer", *outs], dyn
     return _Stateless(model), (frames,), ["frames"], ["steer"], dyn
 
 
@@ -126,8 +136,9 @@ def sequence_graph_bytes(model: SteeringNet, seq_len: int = 4) -> bytes:
 def step_graph_bytes(model: SteeringNet) -> bytes:
     """The per-frame graph of the onnxruntime backend, in memory (model on the CPU).
 
-    Inputs: `frames` uint8 [B, H, W, 3] (preprocessed, not normalised), and for `cnn_lstm`
-    `h0`, `c0` [layers, B, hidden]. Outputs: `steer` [B], and `hn`, `cn`. B is dynamic.
+    Inputs: `frames` uint8 [B, H, W, 3] (preprocessed, not normalised), and the state
+    (`state_io_names`: `h0`, `c0` for `cnn_lstm`, `stack0` for `cnn_stack`). Outputs:
+    `steer` [B], and the new state (`hn`, `cn` or `stackn`). B is dynamic.
     """
     model = model.eval()
     cfg = model.cfg
@@ -135,11 +146,12 @@ def step_graph_bytes(model: SteeringNet) -> bytes:
     dyn = {"frames": {0: "batch"}, "steer": {0: "batch"}}
     buf = io.BytesIO()
     wrapper = _StepGraph(model)
-    if model.recurrent:
-        h0, c0 = model.initial_state(1)
-        for n in ("h0", "c0", "hn", "cn"):
+    state = model.initial_state(1)
+    if state is not None:
+        ins, outs = state_io_names(model)
+        for n in ins + outs:
             dyn[n] = {1: "batch"}
-        _export(wrapper, (frames, h0, c0), ["frames", "h0", "c0"], ["steer", "hn", "cn"], dyn, buf)
+        _export(wrapper, (frames, *state), ["frames", *ins], ["steer", *outs], dyn, buf)
     else:
         _export(wrapper, (frames,), ["frames"], ["steer"], dyn, buf)
     return buf.getvalue()
@@ -162,6 +174,7 @@ def compare_with_torch(
     gen = torch.Generator().manual_seed(seed)
     state = model.initial_state(batch)
     ort_state = None if state is None else [s.numpy() for s in state]
+    ins, _ = state_io_names(model)
     diff = 0.0
     with torch.inference_mode():
         for _ in range(steps):  # several calls: the fed-back state must agree too
@@ -170,7 +183,7 @@ def compare_with_torch(
             ref, state = model(x, state)
             feeds = {"frames": x.numpy()}
             if ort_state is not None:
-                feeds.update(h0=ort_state[0], c0=ort_state[1])
+                feeds.update(zip(ins, ort_state))
             outs = sess.run(None, feeds)
             diff = max(diff, float(np.abs(outs[0] - ref.numpy()).max()))
             if state is not None:

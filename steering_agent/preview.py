@@ -17,7 +17,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     low, high, unit = MOUNT_LIMITS["fov_deg"]
     parser.add_argument("--out", default="runs/preview.png", help="PNG path (checked first)")
     parser.add_argument(
-        "--seeds", type=a.nonneg_int, nargs="+", default=[0, 1, 2, 3], help="road seeds"
+        "--seeds",
+        type=a.nonneg_int,
+        nargs="+",
+        default=None,
+        help="road seeds (default 0 1 2 3; 0..7 with --look varied)",
+    )
+    parser.add_argument(
+        "--look",
+        choices=("plain", "varied"),
+        default="plain",
+        help="plain: the original two-lane world; varied: lanes, scenery, weather per seed",
     )
     parser.add_argument("--width", type=a.camera_px, default=200)
     parser.add_argument("--height", type=a.camera_px, default=66)
@@ -35,8 +45,10 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(
             f"--out {out}: OpenCV writes no image format of that name; pass a name ending in .png"
         )
+    look = getattr(args, "look", "plain")
+    seeds = args.seeds if args.seeds is not None else list(range(8 if look == "varied" else 4))
     grid = preview.preview_grid(
-        args.seeds, args.width, args.height, args.fov_deg, args.frames, args.every, args.scale
+        seeds, args.width, args.height, args.fov_deg, args.frames, args.every, args.scale, look
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(out), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR)):

@@ -215,6 +215,10 @@ def test_policies_of_one_file_name_are_told_apart_by_their_folders():
         "cnn", "cnn_2", "expert", "expert_2",
     ]  # fmt: skip
     assert file_label("a/cnn") == "a_cnn"
+    specs = ["expert", "hold:expert", "a/cnn.pt", "hold:b/cnn.pt", "lane-follower"]
+    assert unique_names(specs) == [
+        "expert", "hold:expert", "a/cnn", "hold:b/cnn", "lane-follower",
+    ]  # fmt: skip
 
 
 def test_eval_takes_a_camera_and_car_and_tells_the_policy(tmp_path):
@@ -264,7 +268,7 @@ def test_eval_suite_cameras_drives_every_cell_and_writes_one_row_each(tmp_path, 
             "--route-length-m", "20", "--quiet", "--json", str(out)]  # fmt: skip
     assert cli.main(argv) == 0
     doc = json.loads(out.read_text())
-    rows = doc["policies"]["expert"]
+    rows = doc["suites"]["cameras"]["policies"]["expert"]["cells"]
     assert list(rows) == ["canonical", "carla_bridge"]
     assert rows["carla_bridge"]["settings"]["camera_x_m"] == 2.0
     assert all(r["distance_km"] == pytest.approx(0.02, abs=1e-3) for r in rows.values())

@@ -102,3 +102,78 @@ def test_empty_inputs_are_refused_with_a_message():
         metrics.aggregate([])
     with pytest.raises(ValueError, match="no steps"):
         metrics.summarize_episode(metrics.EpisodeTrace(seed=1, route_length_m=10.0, dt_s=DT))
+
+
+def _driven(yaw, speed, n_lateral=None, **flags):
+    t = metrics.EpisodeTrace(seed=1_000_000, route_length_m=100.0, dt_s=DT)
+    n = len(yaw)
+    for k in range(n):
+        f = {key: bool(v[k]) for key, v in flags.items()}
+        t.add(0.0, 0.0, 0.0, 100.0 * (k + 1) / n, speed[k], yaw[k], **f)
+    return t
+
+
+def test_a_known_lateral_acceleration_profile_gives_its_exceedance_count():
+    from steering_agent.evaluation import scores
+
+    # 10 m/s; yaw rate 0.2 rad/s (a_y 2 m/s^2) with three 1 s stretches at 0.4 (4 m/s^2)
+    n = 400
+    rate = np.full(n, 0.2)
+    for start in (50, 150, 300):
+        rate[start : start + 20] = 0.4
+    yaw = np.cumsum(rate) * DT
+    c = scores.comfort(yaw, np.full(n, 10.0), DT)
+    assert c["lat_accel_exceed"] == 3
+    assert c["lat_accel_max_abs"] == pytest.approx(4.0, rel=1e-6)
+    assert c["yaw_rate_max_abs"] == pytest.approx(0.4, rel=1e-6)
+    # a step of 2 m/s^2 in 0.05 s, smoothed over 5 steps: 2 / 0.25 = 8 m/s^3 > 5, twice each
+    assert c["lat_jerk_exceed"] == 6
+    # yaw wraps at pi without a spike; a re-centring (teleport) is not driven
+    wrapped = np.remainder(yaw + np.pi, 2 * np.pi) - np.pi
+    assert scores.comfort(wrapped, np.full(n, 10.0), DT)["lat_accel_exceed"] == 3
+    jumped = np.full(n, 0.0)
+    jumped[200:] = 1.0
+    assert scores.comfort(jumped, np.full(n, 10.0), DT, teleports=[199])["lat_accel_max_abs"] == 0
+
+
+def test_collisions_and_departures_are_rising_edges_with_their_penalties():
+    from steering_agent.evaluation import scores
+
+    n = 200
+    coll = np.zeros(n, bool)
+    coll[50:55] = True  # one collision with a vehicle, five steps long
+    veh = coll.copy()
+    coll[120:122] = True  # one with a static object
+    lane = np.zeros(n, bool)
+    lane[[10, 11, 12, 90]] = True  # two departures
+    t = _driven(np.zeros(n), np.full(n, 10.0), collision=coll, collision_vehicle=veh,
+                lane_departure=lane)  # fmt: skip
+    m = metrics.summarize_episode(t).as_dict()
+    assert m["collisions"] == 2 and m["collisions_vehicle"] == 1 and m["lane_departures"] == 2
+    p = scores.PENALTIES
+    expected = 100.0 * p["collision_vehicle"] * p["collision_static"] * p["lane_departure"] ** 2
+    assert m["driving_score"] == pytest.approx(expected)
+    assert m["lane_departures_per_km"] == pytest.approx(2 / 0.1)
+
+
+def test_off_road_progress_does_not_count_towards_completion():
+    n = 100
+    off = np.zeros(n, bool)
+    off[:25] = True
+    t = _driven(np.zeros(n), np.full(n, 10.0), off_road=off)
+    m = metrics.summarize_episode(t).as_dict()
+    assert m["off_road"] == 1 and m["route_completion_on_road_pct"] == pytest.approx(75.0)
+    assert m["driving_score"] == pytest.approx(75.0)
+
+
+def test_ci95_of_known_values():
+    from steering_agent.evaluation import scores
+
+    # mean 3, s = sqrt(2.5), n = 5: t(0.975, 4) = 2.776
+    assert scores.ci95([1, 2, 3, 4, 5]) == pytest.approx(2.776 * np.sqrt(2.5) / np.sqrt(5))
+    assert scores.ci95([7.0]) is None and scores.ci95([2.0, 2.0]) == 0.0
+    assert scores.t975(1000) == pytest.approx(1.962, abs=1e-3)
+    row = metrics.aggregate([_trace(np.full(100, x)) for x in (0.1, 0.2, 0.3)])
+    assert row["mean_abs_lateral_m_ci95"] == pytest.approx(4.303 * 0.1 / np.sqrt(3))
+    for key in metrics.CI_KEYS:
+        assert key in row and key + "_ci95" in row

@@ -6,7 +6,11 @@ evaluation (`vec_eval`), `steering-agent drive` and the simulator bridge node
 judged the same way:
 
 - after each step the trace records the lateral error, the executed steering, the
-  expert's steering and the progress;
+  expert's steering, the progress, speed and heading (comfort), and the infraction flags:
+  info `lane_departure` (else from the lateral error and info `lane_width_m`, 3.5 m by
+  default), `collision` (with info `collision_kind` "vehicle" or else a static object)
+  and `off_road`; every key but the lateral error and progress is read with a default,
+  so envs without them are judged too;
 - an intervention (`metrics.needs_intervention`: more than 1.0 m off the lane centre or
   off the road, or the env ending the episode before the route's end) is counted, and
   the car is put back on the centre line (`env.unwrapped.recenter()`, which returns the
@@ -81,9 +85,22 @@ class EpisodeRun:
         progress = float(info["progress_m"])
         expert = info.get("expert_action")
         expert_steer = float(expert[0]) if expert is not None else float("nan")
-        self.trace.add(lateral, float(cmd[0]), expert_steer, progress)
-        self.max_abs_lateral_m = max(self.max_abs_lateral_m, abs(lateral))
         off_road = bool(info.get("off_road", False))
+        pose = info.get("pose")
+        departure = info.get("lane_departure")
+        if departure is None:
+            departure = metrics.lane_departure_from_lateral(
+                lateral, info.get("lane_width_m", metrics.LANE_WIDTH_M)
+            )
+        collision = bool(info.get("collision", False))
+        self.trace.add(
+            lateral, float(cmd[0]), expert_steer, progress,
+            float(info.get("speed_mps", float("nan"))),
+            float(pose[2]) if pose is not None else float("nan"),
+            bool(departure), collision,
+            collision and info.get("collision_kind", "static") == "vehicle", off_road,
+        )  # fmt: skip
+        self.max_abs_lateral_m = max(self.max_abs_lateral_m, abs(lateral))
         self.off_road_steps += off_road
         complete = float(info["route_completion"]) >= 1.0
         if metrics.needs_intervention(lateral, off_road) or (terminated and not complete):

@@ -21,7 +21,15 @@ from sim.seeds import EVAL_SEED_START, eval_seeds, is_eval_seed
 from steering_agent.common import cli_args
 from steering_agent.common.cli_args import UsageError
 from steering_agent.evaluation import metrics
-from steering_agent.evaluation.vec_eval import EvalConfig, Perturbations, make_policy, run_episodes
+from steering_agent.evaluation.eval_args import add_arguments  # noqa: F401  (the verb's)
+from steering_agent.evaluation.vec_eval import (
+    HOLD_PREFIX,
+    EvalConfig,
+    Perturbations,
+    checkpoint_of,
+    make_policy,
+    run_episodes,
+)
 from steering_agent.policy.threads import set_torch_threads
 
 _BAR_FORMAT = "{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} m [{elapsed}<{remaining}]"
@@ -67,9 +75,15 @@ def unique_names(specs: Sequence[str]) -> list[str]:
     """Table names: "expert" or the checkpoint's stem; checkpoints that share a stem are
     told apart by as many of their folders as it takes ("a/cnn", "b/cnn"); the same
     file given twice gets a suffix ("cnn_2")."""
-    labels = ["expert" if spec == "expert" else Path(spec).stem for spec in specs]
+    if any(spec.startswith(HOLD_PREFIX) for spec in specs):
+        inner = [spec.removeprefix(HOLD_PREFIX) for spec in specs]
+        distinct = list(dict.fromkeys(inner))
+        label = dict(zip(distinct, unique_names(distinct), strict=True))
+        return _dedupe([HOLD_PREFIX + label[i] if s.startswith(HOLD_PREFIX) else label[i]
+                        for i, s in zip(inner, specs, strict=True)])  # fmt: skip
+    labels = [spec if checkpoint_of(spec) is None else Path(spec).stem for spec in specs]
     for stem in set(labels):
-        group = [i for i, label in enumerate(labels) if label == stem and specs[i] != "expert"]
+        group = [i for i, label in enumerate(labels) if label == stem and checkpoint_of(specs[i])]
         paths = {Path(specs[i]).resolve() for i in group}
         if len(paths) < 2:
             continue
@@ -79,6 +93,10 @@ def unique_names(specs: Sequence[str]) -> list[str]:
             if len(set(tails.values())) == len(paths):
                 labels = [tails.get(i, label) for i, label in enumerate(labels)]
                 break
+    return _dedupe(labels)
+
+
+def _dedupe(labels: Sequence[str]) -> list[str]:
     names: list[str] = []
     for base in labels:
         name, n = base, 2
@@ -166,6 +184,7 @@ def results_json(
             "intervention_threshold_m": metrics.INTERVENTION_THRESHOLD_M,
             "intervention_penalty_s": metrics.INTERVENTION_PENALTY_S,
         },
+        "penalties": metrics.penalty_table(),
         "policies": {r.name: r.to_json() for r in runs},
         "throughput": {
             "wall_s": wall_s,
@@ -178,104 +197,16 @@ def results_json(
     }
 
 
-SUITES = ("cameras",)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    a = cli_args
-    parser.add_argument(
-        "--policy",
-        action="append",
-        required=True,
-        metavar="PATH|expert",
-        help="checkpoint to evaluate, or 'expert'; repeat for one table of several",
-    )
-    parser.add_argument(
-        "--episodes", type=a.positive_int, default=20, help="number of held-out seeds"
-    )
-    parser.add_argument(
-        "--seed", type=a.nonneg_int, default=0, help="offset into the evaluation seeds"
-    )
-    parser.add_argument(
-        "--seeds", type=a.nonneg_int, nargs="+", help="explicit held-out seeds (>= 1000000)"
-    )
-    parser.add_argument("--route-length-m", type=a.route_length, default=1000.0)
-    parser.add_argument("--json", type=Path, help="write the results JSON here")
-    parser.add_argument("--report", type=Path, help="write results.md, plots and a video here")
-    parser.add_argument(
-        "--num-envs", type=a.positive_int, default=8, help="environments stepped together"
-    )
-    parser.add_argument(
-        "--frame-drop", type=a.fraction, default=0.0, help="share of frames unseen, in [0, 1)"
-    )
-    parser.add_argument("--image-noise", type=a.nonneg_float, default=0.0, help="pixel noise sigma")
-    parser.add_argument(
-        "--brightness", type=a.finite_float, default=0.0, help="added to pixel values"
-    )
-    parser.add_argument(
-        "--control-delay", type=a.nonneg_int, default=0, help="steps of command delay"
-    )
-    parser.add_argument("--width", type=a.camera_px, default=200)
-    parser.add_argument("--height", type=a.camera_px, default=66)
-    parser.add_argument(
-        "--device", type=a.device, default="auto", help=f"torch device: {a.DEVICES}"
-    )
-    parser.add_argument(
-        "--threads",
-        type=a.positive_int,
-        default=None,
-        help="torch CPU threads (default: one per core; on a machine busy with other jobs "
-        "1 can be faster, as simulator and network take turns in one process)",
-    )
-    parser.add_argument("--no-video", action="store_true", help="skip the report's MP4")
-    parser.add_argument(
-        "--workers",
-        type=a.positive_int,
-        default=1,
-        help="drive the seeds in N processes of a local Ray cluster, each with its own "
-        "simulators and --threads (default 1) torch threads; the episodes are those of "
-        "the serial run with the same --threads (the ray extra: "
-        'pip install "steering_agent[ray]"; default 1: serial, no Ray)',
-    )
-    parser.add_argument(
-        "--ray-address",
-        default=None,
-        metavar="ADDR",
-        help="join the Ray cluster at ADDR (e.g. auto, or HEAD:6379) instead of starting "
-        "one; its CPUs drive the seeds (docs/scale.md)",
-    )
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    from sim.limits import LIMITS
-
-    cam = parser.add_argument_group(
-        "camera and car (default: the training camera and car; docs/cameras.md)"
-    )
-    for key, (low, high, unit) in LIMITS.items():
-        cam.add_argument(
-            "--" + key.replace("_", "-"), dest=key, type=a.bounded(float, low, high),
-            default=None, help=unit,
-        )  # fmt: skip
-    cam.add_argument(
-        "--uncalibrated",
-        action="store_true",
-        help="do not tell the policy the camera and car (it assumes the training ones; for "
-        "comparison with the calibrated default)",
-    )
-    parser.add_argument(
-        "--suite",
-        choices=SUITES,
-        default=None,
-        help="a named suite of settings instead of one (cameras: the camera and vehicle "
-        "grid of steering_agent/evaluation/suites.py; --episodes seeds per cell)",
-    )
-
-
 def config_from_args(args: argparse.Namespace) -> EvalConfig:
     """The evaluation settings of the command line.
 
     Raises:
         UsageError: a setting out of range (names the option).
     """
+    if args.episodes is None:
+        args.episodes = 20
+    if args.route_length_m is None:
+        args.route_length_m = 1000.0
     if args.num_envs < 1:
         raise UsageError(f"--num-envs must be >= 1, got {args.num_envs}")
     if not args.route_length_m > 0:
@@ -317,12 +248,22 @@ def check_inputs(args: argparse.Namespace) -> tuple[EvalConfig, list[int]]:
     from steering_agent.policy.checkpoint import load_checkpoint
 
     for spec in args.policy:
-        if spec != "expert":
-            load_checkpoint(spec, option="--policy")
+        if checkpoint_of(spec) is not None:
+            load_checkpoint(checkpoint_of(spec), option="--policy")
+    if args.suite:
+        from steering_agent.evaluation.suites import resolve_suites
+
+        try:
+            resolve_suites(args.suite)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+        if uses_ray(args):
+            raise UsageError("--suite runs serially: drop --workers/--ray-address")
+        resolve_seeds(1, args.seed, args.seeds)  # refuses training seeds
+        set_torch_threads(args.threads)
+        return EvalConfig(), []
     cfg = config_from_args(args)
     seeds = resolve_seeds(args.episodes, args.seed, args.seeds)
-    if args.suite and uses_ray(args):
-        raise UsageError(f"--suite {args.suite} runs serially: drop --workers/--ray-address")
     set_torch_threads(args.threads)
     return cfg, seeds
 
@@ -338,38 +279,14 @@ def uses_ray(args: argparse.Namespace) -> bool:
     return check_workers(getattr(args, "workers", 1), getattr(args, "ray_address", None))
 
 
-def run_suite(args: argparse.Namespace, seeds: list[int]) -> int:
-    """`eval --suite NAME`: every policy over every cell of the suite; a table and JSON."""
-    from steering_agent.evaluation import suites
-
-    cells = suites.camera_cells()
-    command = getattr(args, "_command_line", "steering-agent eval")
-    doc = {"suite": args.suite, "command": command,
-           "seeds": seeds, "route_length_m": args.route_length_m, "policies": {}}  # fmt: skip
-    for name, spec in zip(unique_names(args.policy), args.policy, strict=True):
-
-        def show(cell: str, row: dict, name=name) -> None:
-            print(f"{name} {cell:16s} interventions {row['interventions']:4d}  mean |lateral| "
-                  f"{row['mean_abs_lateral_m']:.3f} m  p95 {row['p95_abs_lateral_m']:.3f} m",
-                  flush=True)  # fmt: skip
-
-        rows = suites.run_cells(
-            spec, cells, seeds, args.route_length_m, args.num_envs, args.device, show
-        )
-        doc["policies"][name] = rows
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(doc, indent=1))
-        print(f"wrote {args.json}")
-    return 0
-
-
 def run(args: argparse.Namespace) -> int:
 
     fan = uses_ray(args)  # before anything slow: a missing extra is one line at once
     cfg, seeds = check_inputs(args)
     if args.suite:
-        return run_suite(args, seeds)
+        from steering_agent.evaluation.suite_run import run_suites
+
+        return run_suites(args, unique_names(args.policy), args.policy)
     if fan:
         return _run_fanned(args, cfg, seeds)
     return _run(args, cfg, seeds)

@@ -8,7 +8,15 @@ at batch K instead of K times at batch 1.
 Interventions, re-centring and episode ends are those of the one episode runner
 (`steering_agent.evaluation.episodes`). Robustness perturbations (`Perturbations`) draw from
 a generator seeded by the road seed alone, so a seed gives the same perturbations to
-every policy and whatever the number of environments.
+every policy and whatever the number of environments; so do the camera faults of
+`EvalConfig.fault` (`steering_agent.evaluation.faults`: black, frozen, missing frames with
+the agent node's watchdog, bursty loss, glare, a tunnel, latency).
+
+Policy specs (`make_policy`): "expert", a checkpoint path, "lane-follower" (the classical
+OpenCV lane follower, `steering_agent.policy.lane_follower.LaneFollowerPolicy`) and
+"hold:SPEC" (SPEC under the hold-on-unusable-frame rule, `steering_agent.policy.hold`).
+Each episode's speed target is the env's speed limit (info `speed_limit_mps`, like a
+map's), else the env's `target_speed_mps` when the evaluation sets it, else the policy's.
 """
 
 from __future__ import annotations
@@ -16,13 +24,22 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 
 from steering_agent.evaluation import metrics
 from steering_agent.evaluation.episodes import EpisodeRules, EpisodeRun
+from steering_agent.evaluation.faults import WATCHDOG_S, CameraFault, FaultChannel
+from steering_agent.evaluation.policies import (  # noqa: F401  (re-exported)
+    HOLD_PREFIX,
+    LANE_FOLLOWER,
+    BatchPolicy,
+    CheckpointPolicy,
+    ExpertPolicy,
+    checkpoint_of,
+    make_policy,
+)
+from steering_agent.policy.control import SAFE_ACTION
 
 ENV_ID = "SteeringAgent/Drive-v0"
 _PERTURB_STREAM = 0x5EED  # second word of the perturbation RNG seed: apart from the road's
@@ -76,6 +93,7 @@ class EvalConfig:
     # (camera_pitch_deg, wheelbase_m, ...); the policy is told the same camera and car
     env_kwargs: tuple[tuple[str, object], ...] = ()
     tell_policy: bool = True  # False: the policy assumes its canonical camera and car
+    fault: CameraFault | None = None  # a camera fault between the env and the policy
 
     def env_options(self) -> dict:
         """All keyword arguments of `SteeringAgent/Drive-v0` for this evaluation."""
@@ -100,77 +118,9 @@ class EvalConfig:
     def time_limit_s(self) -> float:
         return self.rules().time_limit_s()
 
-
-class BatchPolicy(Protocol):
-    """What `run_episodes` drives: one command per slot, state kept per slot."""
-
-    name: str
-
-    def reset(self, indices: Sequence[int] | None = None) -> None: ...
-
-    def act(
-        self,
-        images: np.ndarray,
-        stamps: np.ndarray,
-        speeds: np.ndarray,
-        expert: np.ndarray,
-        active: np.ndarray,
-    ) -> np.ndarray: ...
-
-
-class ExpertPolicy:
-    """The simulator's expert driver (`info["expert_action"]`): the reference row."""
-
-    name = "expert"
-
-    def reset(self, indices: Sequence[int] | None = None) -> None:
-        pass
-
-    def act(self, images, stamps, speeds, expert, active) -> np.ndarray:
-        return expert
-
-
-class CheckpointPolicy:
-    """A trained checkpoint run through `BatchedSteeringPolicy` (the shared runtime)."""
-
-    def __init__(
-        self,
-        path: str | Path,
-        batch_size: int,
-        device: str = "auto",
-        camera: dict | None = None,
-        vehicle: dict | None = None,
-    ) -> None:
-        from steering_agent.policy.policy import BatchedSteeringPolicy
-
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"policy checkpoint {path} does not exist: pass a .pt file written by "
-                "`steering-agent train` or `--policy expert`"
-            )
-        self.name = path.stem
-        self.path = path
-        self._policy = BatchedSteeringPolicy.load(
-            path, batch_size=batch_size, device=device, camera=camera, vehicle=vehicle
-        )
-
-    def reset(self, indices: Sequence[int] | None = None) -> None:
-        self._policy.reset(indices)
-
-    def act(self, images, stamps, speeds, expert, active) -> np.ndarray:
-        return self._policy.step(images, stamps, speeds, active=active)
-
-
-def make_policy(
-    spec: str, batch_size: int, device: str = "auto", cfg: EvalConfig | None = None
-) -> BatchPolicy:
-    """``"expert"`` or a checkpoint path -> a batch policy (told the camera and car of
-    `cfg`'s env)."""
-    if spec == "expert":
-        return ExpertPolicy()
-    camera, vehicle = (None, None) if cfg is None else cfg.camera_and_vehicle()
-    return CheckpointPolicy(spec, batch_size, device, camera, vehicle)
+    def env_target_speed(self) -> float | None:
+        value = dict(self.env_kwargs).get("target_speed_mps")
+        return None if value is None else float(value)
 
 
 def make_env(cfg: EvalConfig, render_mode: str | None = None):
@@ -219,6 +169,13 @@ class _Slot:
         self.rng: np.random.Generator | None = None
         self.last_cmd = np.zeros(3, np.float32)
         self.fifo: deque[np.ndarray] = deque()
+        self.channel = FaultChannel(cfg.fault)
+        self.dt = float(env.unwrapped.dt)
+        self.delay = cfg.perturb.control_delay + (
+            cfg.fault.delay_steps(self.dt) if cfg.fault is not None else 0
+        )
+        self.unseen = 0  # steps since the policy last gave a command (missing frames)
+        self.braking = False  # the watchdog's full brake is on
 
     @property
     def running(self) -> bool:
@@ -242,12 +199,23 @@ class _Slot:
         self.rng = perturbation_rng(seed)
         self.last_cmd = np.zeros(3, np.float32)
         # Until the first delayed command arrives the car gets neutral commands.
-        self.fifo = deque(np.zeros(3, np.float32) for _ in range(self.cfg.perturb.control_delay))
+        self.fifo = deque(np.zeros(3, np.float32) for _ in range(self.delay))
+        self.channel.start(seed, int(self.cfg.time_limit_s() / self.dt) + 2, self.dt)
+        self.unseen, self.braking = 0, False
+
+    def watchdog(self) -> tuple[bool, bool]:
+        """One step without a frame: (brake, first braking step) as the agent node's
+        watchdog (`faults` doc: the command in effect is held until then)."""
+        self.unseen += 1
+        if self.unseen * self.dt < WATCHDOG_S - 1e-9:
+            return False, False
+        first, self.braking = not self.braking, True
+        return True, first
 
     def step(self, cmd: np.ndarray) -> bool:
         """Executes one (possibly delayed) command; True when the episode is over."""
         self.last_cmd = cmd
-        if self.cfg.perturb.control_delay:
+        if self.delay:
             self.fifo.append(cmd)
             cmd = self.fifo.popleft()
         return self.run.step(cmd)
@@ -293,14 +261,20 @@ def _drive(policy, seeds, cfg, envs, frame_hook, on_progress) -> list[metrics.Ep
     stamps = np.zeros(k, np.float64)
     speeds = np.zeros(k, np.float32)
     expert = np.zeros((k, 3), np.float32)
+    seen = np.ones(k, bool)
     traces: list[metrics.EpisodeTrace | None] = [None] * len(seeds)
     pending = iter(enumerate(seeds))
+
+    set_target = getattr(policy, "set_target_speed", None)
+    env_target = cfg.env_target_speed()
 
     def refill(i: int) -> None:
         nxt = next(pending, None)
         if nxt is not None:
             slots[i].start(*nxt)
             policy.reset([i])
+            if set_target is not None:
+                set_target(i, slots[i].info.get("speed_limit_mps", env_target))
 
     policy.reset(None)
     for i in range(k):
@@ -310,20 +284,28 @@ def _drive(policy, seeds, cfg, envs, frame_hook, on_progress) -> list[metrics.Ep
         for i, s in enumerate(slots):
             if not s.running:
                 continue
-            if p.touches_image:
-                perturb_image(s.obs["image"], p, s.rng, images[i])
-            else:
-                images[i] = s.obs["image"]
+            seen[i] = s.channel.frame(s.trace.steps, s.obs["image"], images[i])
+            if p.touches_image and seen[i] and not s.channel.held:
+                perturb_image(images[i], p, s.rng, images[i])
             stamps[i] = float(s.info["sim_time_s"])
             speeds[i] = float(s.info["speed_mps"])
             expert[i] = s.info["expert_action"]
-            active[i] = not (p.frame_drop and s.rng.random() < p.frame_drop)
+            active[i] = seen[i] and not (p.frame_drop and s.rng.random() < p.frame_drop)
         cmds = policy.act(images, stamps, speeds, expert, active) if active.any() else None
         moved = 0.0
         for i, s in enumerate(slots):
             if not s.running:
                 continue
-            cmd = np.asarray(cmds[i], np.float32).copy() if active[i] else s.last_cmd
+            if active[i]:
+                cmd = np.asarray(cmds[i], np.float32).copy()
+                s.unseen, s.braking = 0, False
+            elif not seen[i]:
+                brake, first = s.watchdog()
+                if first:  # the agent resets the recurrent state as it starts braking
+                    policy.reset([i])
+                cmd = SAFE_ACTION.copy() if brake else s.last_cmd
+            else:
+                cmd = s.last_cmd
             before = s.trace.progress_m[-1] if s.trace.steps else 0.0
             done = s.step(cmd)
             moved += s.trace.progress_m[-1] - before

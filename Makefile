@@ -17,8 +17,10 @@ test: setup
 test-fast: setup
 	$(PY) -m pytest -m "not slow"
 
+# ends with the path of the report page (tables, charts, the episode's video)
 demo: setup
 	$(VENV)/bin/steering-agent drive --out runs/demo
+	@test -f runs/demo/index.html && echo "report: $(abspath runs/demo/index.html)"
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -73,6 +73,9 @@ setup(
     ],
     extras_require={
         "plots": ["matplotlib>=3.7"],
+        # H.264 MP4 report videos through the ffmpeg binary the wheel ships (without it:
+        # VP8 WebM through OpenCV, slower; steering_agent/evaluation/video.py)
+        "video": ["imageio-ffmpeg>=0.4.9"],
         "tensorboard": ["tensorboard>=1.15"],  # torch.utils.tensorboard's own floor
         "onnx": ["onnx>=1.15", "onnxruntime>=1.17"],
         "carla": ["carla==0.9.16"],  # the client must match the CARLA server's version

@@ -405,7 +405,7 @@ def test_report_without_matplotlib_skips_the_plots_and_says_so(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     lines = out.stdout.strip().splitlines()
     assert lines[0].startswith("plots (") and 'pip install "steering_agent[plots]"' in lines[0]
-    assert lines[1] == "['results.json', 'results.md']"
+    assert lines[1] == "['index.html', 'results.json', 'results.md']"  # the page needs none
     assert "steering_agent[plots]" in lines[2]
     assert not list(tmp_path.glob("*.png"))
 

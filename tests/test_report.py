@@ -1,4 +1,4 @@
-"""Report files: the Markdown table, the PNG plots and the MP4 of one episode."""
+"""Report files: the Markdown table, the PNG plots, the page and the video of one episode."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from sim.seeds import eval_seeds
-from steering_agent.evaluation import report
+from steering_agent.evaluation import report, video_probe
 from steering_agent.evaluation.evaluate import PolicyRun, results_json
 from steering_agent.evaluation.metrics import aggregate
 from steering_agent.evaluation.vec_eval import EvalConfig, ExpertPolicy, run_episodes
@@ -43,7 +43,12 @@ def test_write_report_files_hold_the_results(tmp_path, expert_run):
     paths = report.write_report(tmp_path, doc, [run], video=video)
     names = [p.name for p in paths]
     pngs = ["steering.png", "lateral_error.png", "lateral_hist.png"]
-    assert names == ["results.json", "results.md", *pngs, video.path.name], names
+    assert names == ["results.json", "results.md", *pngs, video.path.name, "index.html"], names
+    # the page links the plots and the video (copied in: it was written elsewhere)
+    page = (tmp_path / "index.html").read_text()
+    for name in ["results.json", *pngs, f"videos/{video.path.name}"]:
+        assert f'href="{name}"' in page, name
+    assert (tmp_path / "videos" / video.path.name).is_file()
     assert json.loads((tmp_path / "results.json").read_text()) == doc
     assert (tmp_path / "results.md").read_text() == report.markdown_table(doc) + "\n"
     for name in pngs:  # each plot is a readable image with something drawn on it
@@ -62,6 +67,7 @@ def test_video_has_one_frame_per_step_and_the_composed_layout(expert_run):
     assert frame.shape[0] == 66 * 3 + report.EpisodeVideo.GAUGE_H
     assert frame.shape[1] > 200 * 3
     assert np.any(frame[66 * 3 :] > 0)  # the gauge strip is drawn
+    assert video_probe.probe_video(video.path)["browser_playable"]
 
 
 def test_versions_record_machine_and_libraries():

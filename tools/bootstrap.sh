@@ -33,10 +33,12 @@ if [ ! -f "$stamp" ]; then
     "$python" -m venv "$venv"
   fi
   pip=("$venv/bin/python" -m pip install --disable-pip-version-check -q -c constraints.txt)
+  # setup.py's `video` extra: H.264 report videos (the ffmpeg binary inside the wheel)
+  video=(imageio-ffmpeg==0.8.1)
   if [ $ros_sourced = 1 ]; then
-    "${pip[@]}" -r requirements.txt
+    "${pip[@]}" -r requirements.txt "${video[@]}"
   else
-    "${pip[@]}" -r requirements.txt -r tools/ros_wheels.txt
+    "${pip[@]}" -r requirements.txt -r tools/ros_wheels.txt "${video[@]}"
     tools/build_carla_msgs.sh "$venv"
   fi
   touch "$stamp"

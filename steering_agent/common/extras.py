@@ -8,6 +8,8 @@ adds, and what happens without it, is the same in every verb:
 - tensorboard: `train --logdir`; asked for without it, `train` stops before any work.
 - onnx (onnx, onnxruntime): `export-onnx` and the onnxruntime per-frame backend; asked
   for without them, the command stops before any work (backend "auto" uses PyTorch).
+- video (imageio-ffmpeg): the H.264 MP4 of `drive` and `eval --report`; without it the
+  video is VP8 WebM through OpenCV (slower to write; steering_agent/evaluation/video.py).
 - carla: the CARLA backend (`SteeringAgent/CarlaDrive-v0`).
 - ray: `eval` and `record` with `--workers N` > 1 or `--ray-address` (a Ray fan-out,
   docs/scale.md); asked for without it, the command stops before any work (the serial
@@ -28,6 +30,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "onnx": ("onnx", "onnxruntime"),
     "carla": ("carla",),
     "ray": ("ray",),
+    "video": ("imageio_ffmpeg",),
 }
 
 

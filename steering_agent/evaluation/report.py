@@ -1,9 +1,11 @@
-"""Evaluation reports: the JSON, a Markdown table, PNG plots and an MP4 of one episode.
+"""Evaluation reports: the JSON, a Markdown table, PNG plots, a video and index.html.
 
 Plots use matplotlib's Agg backend (no display); without matplotlib (the `plots` extra)
-they are skipped and the rest is written (`plots_notice` says so). The video (OpenCV, a
-hard dependency) composes the camera view (upscaled), the top-down inset
-(`env.unwrapped.topdown()`) and a steering gauge.
+they are skipped and the rest is written (`plots_notice` says so). The page
+(`html_report.write_html`: tables, SVG charts, the video) needs no matplotlib. The
+video (`video.EpisodeVideo`, re-exported here) is browser-playable: H.264 MP4 with the
+`video` extra, else VP8 WebM through OpenCV; it composes the camera view (upscaled),
+the top-down view (`env.unwrapped.topdown()`) and a steering gauge.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ import cv2
 import numpy as np
 
 from steering_agent.common.extras import require, skipped_notice
+from steering_agent.evaluation.html_report import DEFAULT_SUITE, write_html
 from steering_agent.evaluation.metrics import SUMMARY_KEYS
+from steering_agent.evaluation.video import EpisodeVideo  # noqa: F401  (re-exported)
 
 _COLUMNS = (
     ("autonomy_pct", "autonomy %", "{:.1f}"),
@@ -102,9 +106,12 @@ def plots_notice() -> str | None:
     return skipped_notice("plots", "plots (steering.png, lateral_error.png, lateral_hist.png)")
 
 
-def write_report(out_dir: Path, doc: dict, runs: Sequence, video=None) -> list[Path]:
-    """Writes results.json, results.md and the plots (skipped without matplotlib: see
-    `plots_notice`); returns every file written."""
+def write_report(
+    out_dir: Path, doc: dict, runs: Sequence, video=None, html: bool = True
+) -> list[Path]:
+    """Writes results.json, results.md, the plots (skipped without matplotlib: see
+    `plots_notice`) and, with `html`, index.html (`html_report.write_html`: the table,
+    the runs' traces and the video); returns every file written, index.html last."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "results.json").write_text(json.dumps(doc, indent=2))
@@ -114,6 +121,12 @@ def write_report(out_dir: Path, doc: dict, runs: Sequence, video=None) -> list[P
         written += plot_runs(out_dir, runs)
     if video is not None and video.path.is_file():
         written.append(video.path)
+    if html:
+        suite = str(doc.get("suite") or DEFAULT_SUITE)
+        traces = {suite: {r.name: r.traces for r in runs}} if runs else None
+        videos = {suite: video} if video is not None and video.path.is_file() else None
+        files = [p for p in written if p != getattr(video, "path", None)]
+        written.append(write_html(out_dir, doc, traces=traces, videos=videos, files=files))
     return written
 
 
@@ -174,76 +187,3 @@ def plot_runs(out_dir: Path, runs: Sequence) -> list[Path]:
     fig.savefig(paths[2], dpi=100)
     plt.close(fig)
     return paths
-
-
-class EpisodeVideo:
-    """MP4 (mp4v) of one episode: upscaled camera, top-down inset, steering gauge.
-
-    `add` has the signature of `vec_eval.FrameHook`; the file is opened on the first frame.
-    Every `stride`-th step is kept (at 20 Hz simulation, stride 2 plays in real time at
-    10 fps and halves the file: about 14 MB for a 1 km episode).
-    """
-
-    GAUGE_H = 56
-
-    def __init__(self, path: Path, label: str, scale: int = 3, stride: int = 2) -> None:
-        self.path = Path(path)
-        self.label = label
-        self.scale = scale
-        self.stride = max(1, int(stride))
-        self.fps = 20.0 / self.stride
-        self.frames = 0
-        self._steps = 0
-        self._writer: cv2.VideoWriter | None = None
-        self._interventions = 0
-
-    def add(
-        self, env, image: np.ndarray, cmd: np.ndarray, info: dict, interventions: int = 0
-    ) -> None:
-        """Appends one frame (the camera image the policy saw, the executed command)."""
-        self._steps += 1
-        if (self._steps - 1) % self.stride:
-            return
-        h, w = image.shape[:2]
-        cam = cv2.resize(image, (w * self.scale, h * self.scale), interpolation=cv2.INTER_NEAREST)
-        ch = cam.shape[0]
-        top = env.unwrapped.topdown()
-        top = cv2.resize(top, (round(top.shape[1] * ch / top.shape[0]), ch))
-        canvas = np.zeros((ch + self.GAUGE_H, cam.shape[1] + top.shape[1], 3), np.uint8)
-        canvas[:ch, : cam.shape[1]] = cam
-        canvas[:ch, cam.shape[1] :] = top
-        self._interventions = interventions
-        self._gauge(canvas[ch:], float(cmd[0]), float(info["expert_action"][0]), info)
-        bgr = cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR)
-        if self._writer is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fourcc = cv2.VideoWriter_fourcc(*"mp4v")
-            size = (bgr.shape[1], bgr.shape[0])
-            self._writer = cv2.VideoWriter(str(self.path), fourcc, self.fps, size)
-            if not self._writer.isOpened():
-                raise RuntimeError(f"cannot open {self.path} for writing (mp4v): check the path")
-        self._writer.write(bgr)
-        self.frames += 1
-
-    def _gauge(self, strip: np.ndarray, steer: float, expert: float, info: dict) -> None:
-        """Bar from the centre to the agent's steer (blue), expert's steer as a white tick."""
-        w = strip.shape[1]
-        cx, y0, y1, half = w // 2, 8, 24, w // 2 - 10
-        cv2.rectangle(strip, (cx - half, y0), (cx + half, y1), (60, 60, 60), -1)
-        x = cx + round(np.clip(steer, -1, 1) * half)
-        cv2.rectangle(strip, (min(cx, x), y0), (max(cx, x), y1), (60, 140, 255), -1)
-        xe = cx + round(np.clip(expert, -1, 1) * half)
-        cv2.line(strip, (xe, y0 - 4), (xe, y1 + 4), (255, 255, 255), 2)
-        cv2.line(strip, (cx, y0), (cx, y1), (180, 180, 180), 1)
-        text = (
-            f"{self.label}  t={float(info.get('sim_time_s', 0.0)):6.1f}s  "
-            f"steer={steer:+.2f} expert={expert:+.2f}  "
-            f"lat={float(info['lateral_error_m']):+.2f}m  "
-            f"{float(info['progress_m']):6.0f}m  interventions={self._interventions}"
-        )
-        cv2.putText(strip, text, (8, 46), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (230, 230, 230), 1)
-
-    def close(self) -> None:
-        if self._writer is not None:
-            self._writer.release()
-            self._writer = None

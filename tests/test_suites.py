@@ -129,3 +129,20 @@ def test_hold_checkpoint_and_lane_follower_specs_drive(tmp_path):
     lf = make_policy("lane-follower", 1, "cpu", EvalConfig(route_length_m=20.0, num_envs=1))
     (trace,) = run_episodes(lf, eval_seeds(1), EvalConfig(route_length_m=20.0, num_envs=1))
     assert trace.steps > 0 and np.all(np.isfinite(trace.steer))
+
+
+def test_suite_report_page_links_existing_files_and_browser_videos(tmp_path):
+    import re
+
+    from steering_agent.cli import main
+    from steering_agent.evaluation.video_probe import probe_video
+
+    out = tmp_path / "report"
+    argv = ["eval", "--policy", "expert", "--suite", "lane", "--episodes", "1",
+            "--route-length-m", "40", "--report", str(out), "--quiet"]  # fmt: skip
+    assert main(argv) == 0
+    page = (out / "index.html").read_text()
+    refs = re.findall(r'(?:src|href)="([^"#]+)"', page)
+    assert refs and all((out / r).is_file() for r in refs if "://" not in r), refs
+    videos = [r for r in refs if r.endswith((".mp4", ".webm"))]
+    assert videos and all(probe_video(out / v)["browser_playable"] for v in videos)

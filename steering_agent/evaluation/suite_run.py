@@ -13,6 +13,7 @@ import argparse
 import json
 import time
 
+from steering_agent.common import cli_args
 from steering_agent.common.cli_args import UsageError
 from steering_agent.evaluation import metrics, suites
 
@@ -63,14 +64,19 @@ def markdown_tables(doc: dict) -> str:
 
 def run_suites(args: argparse.Namespace, names: list[str], specs: list[str]) -> int:
     from sim.seeds import eval_seeds
+    from steering_agent.evaluation.evaluate import file_label
     from steering_agent.evaluation.report import versions
 
     try:
         chosen = suites.resolve_suites(args.suite)
     except ValueError as e:
         raise UsageError(str(e)) from None
+    if args.report:  # before any work
+        cli_args.writable_dir(args.report, "--report")
     doc = {"penalties": metrics.penalty_table(), "suites": {}}
     km, wall = 0.0, 0.0
+    all_traces: dict[str, dict] = {}
+    videos: dict[str, object] = {}
     for suite in chosen:
         episodes = args.episodes or suite.episodes
         seeds = [int(s) for s in args.seeds] if args.seeds else eval_seeds(
@@ -87,11 +93,24 @@ def run_suites(args: argparse.Namespace, names: list[str], specs: list[str]) -> 
                           f"interventions {row['interventions']}  mean |lateral| "
                           f"{row['mean_abs_lateral_m']:.3f} m", flush=True)  # fmt: skip
 
+            video = None
+            if args.report and not args.no_video and name == names[0]:
+                from steering_agent.evaluation.video import EpisodeVideo
+
+                video = EpisodeVideo(args.report / f"{suite.name}_{file_label(name)}.mp4",
+                                     f"{suite.name} / {cells[0].name}: {name}")  # fmt: skip
             t0 = time.perf_counter()
-            rows, traces = suites.run_cells_traces(
-                spec, cells, seeds, route, args.num_envs, args.device, show
-            )
+            try:
+                rows, traces = suites.run_cells_traces(
+                    spec, cells, seeds, route, args.num_envs, args.device, show,
+                    frame_hook=video.add if video else None,
+                )  # fmt: skip
+            finally:
+                if video is not None:
+                    video.close()
+                    videos[suite.name] = video.path
             spent = time.perf_counter() - t0
+            all_traces.setdefault(suite.name, {})[name] = traces
             pooled = metrics.aggregate(traces)
             entry["policies"][name] = {"spec": spec, **pooled, "wall_s": spent, "cells": rows}
             km += pooled["distance_km"]
@@ -110,5 +129,9 @@ def run_suites(args: argparse.Namespace, names: list[str], specs: list[str]) -> 
         args.report.mkdir(parents=True, exist_ok=True)
         (args.report / "suites.json").write_text(json.dumps(doc, indent=1))
         (args.report / "suites.md").write_text(markdown_tables(doc) + "\n")
-        print(f"wrote {args.report / 'suites.json'}")
+        from steering_agent.evaluation.html_report import write_html
+
+        page = write_html(args.report, doc, traces=all_traces, videos=videos,
+                          files=[args.report / "suites.json", args.report / "suites.md"])  # fmt: skip
+        print(f"wrote {args.report / 'suites.json'} and {page}")
     return 0

@@ -178,13 +178,15 @@ def run_cells_traces(
     num_envs: int = 4,
     device: str = "auto",
     on_cell: Callable[[str, dict], None] | None = None,
+    frame_hook: Callable | None = None,
 ) -> tuple[dict[str, dict], list[metrics.EpisodeTrace]]:
-    """`run_cells`, and every cell's traces together (the suite's pooled row)."""
+    """`run_cells`, and every cell's traces together (the suite's pooled row);
+    `frame_hook` sees every step of the first cell's first episode (a report video)."""
     rows, pooled = {}, []
-    for cell in cells:
+    for i, cell in enumerate(cells):
         cfg = cell.config(route_length_m, max(1, min(num_envs, len(seeds))))
         policy = make_policy(spec, cfg.num_envs, device, cfg)
-        traces = run_episodes(policy, seeds, cfg)
+        traces = run_episodes(policy, seeds, cfg, frame_hook=frame_hook if i == 0 else None)
         pooled += traces
         rows[cell.name] = {**metrics.aggregate(traces), "settings": cell.describe()}
         if on_cell is not None:

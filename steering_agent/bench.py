@@ -1,11 +1,14 @@
 """`steering-agent bench`: latency and throughput, median and spread over repeated runs.
 
 Suites: `inference` (per-frame policy latency, stateful versus recomputing a window of 16
-or 32 frames, batch 1 and 64), `sim` (simulator steps per second at 200x66 and 800x600),
-`ros` (node and DDS latency, skipped with a note where rclpy is missing), `record`
-(episode-writer throughput), `eval` (simulated km per hour of vectorised closed-loop
-evaluation). Each measurement is repeated `--repeats` times; the JSON keeps every run,
-the median, p10 and p90, plus the machine and versions.
+or 32 frames, batch 1 and 64, and the bare encoder beside the batch-1 step), `preprocess`
+(frame to network input, plain and calibrated, RGB and bgra8), `sim` (simulator steps
+per second at 200x66 and 800x600), `ros` (node and DDS latency at 200x66 and 800x600 and
+their ratios, skipped with a note where rclpy is missing), `record` (episode-writer
+throughput), `eval` (simulated km per hour of vectorised closed-loop evaluation),
+`train` (training-loop frames/s and peak memory; steering_agent.bench_perf). Each
+measurement is repeated `--repeats` times; the JSON keeps every run, the median, p10
+and p90, plus the machine and versions.
 """
 
 from __future__ import annotations
@@ -13,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,7 +25,7 @@ import numpy as np
 
 from steering_agent.common import cli_args
 
-SUITES = ("inference", "preprocess", "sim", "ros", "record", "eval")
+SUITES = ("inference", "preprocess", "sim", "ros", "record", "eval", "train")
 
 
 @dataclass
@@ -89,6 +91,7 @@ def bench_inference(repeats: int, quick: bool, policy: str | None, device: str) 
     """
     import torch
 
+    from steering_agent.bench_perf import inference_encoder_rows
     from steering_agent.policy.backends import resolve_backend, resolve_device
     from steering_agent.policy.latency import benchmark_latency
     from steering_agent.policy.policy import BatchedSteeringPolicy
@@ -127,7 +130,10 @@ def bench_inference(repeats: int, quick: bool, policy: str | None, device: str) 
                     "calls_per_run": calls,
                     "model": source,
                 }
-                out.append(Measurement(name, "ms/step", repeat(once, repeats), params))
+                runs = repeat(once, repeats)
+                out.append(Measurement(name, "ms/step", runs, params))
+                if batch == 1 and window is None:
+                    out += inference_encoder_rows(pol, backend, runs, repeats, quick)
     return out
 
 
@@ -135,26 +141,6 @@ def _preprocess_of(model):
     from steering_agent.policy.preprocess import PreprocessConfig
 
     return PreprocessConfig(height=model.cfg.height, width=model.cfg.width)
-
-
-def bench_preprocess(repeats: int, quick: bool) -> list:
-    """Frame -> network input per frame: the plain crop and resize at 200x66 and 800x600,
-    and the calibrated remap of the CARLA bridge's camera (800x600, pitch 0, 2.0 m high,
-    2.0 m ahead) onto the training camera."""
-    from steering_agent.policy.calibration import CANONICAL_MOUNT, CameraSpec
-    from steering_agent.policy.latency import preprocess_ms
-
-    frames = 30 if quick else 300
-    bridge = CameraSpec.from_fov(
-        800, 600, 90.0, **{**CANONICAL_MOUNT, "x_m": 2.0, "height_m": 2.0, "pitch_deg": 0.0}
-    )
-    cases = (("preprocess 200x66", 200, 66, None), ("preprocess 800x600", 800, 600, None),
-             ("preprocess 800x600 calibrated (CARLA bridge mount)", 800, 600, bridge))  # fmt: skip
-    out = []
-    for name, w, h, cam in cases:
-        runs = repeat(lambda w=w, h=h, cam=cam: preprocess_ms(w, h, cam, frames), repeats)
-        out.append(Measurement(name, "ms/frame", runs, {"frames": frames}))
-    return out
 
 
 def bench_sim(repeats: int, quick: bool) -> list:
@@ -170,40 +156,6 @@ def bench_sim(repeats: int, quick: bool) -> list:
             return sim_steps_per_second(w, h, steps=steps, seed=0)
 
         out.append(Measurement(f"sim {w}x{h}", "steps/s", repeat(once, repeats), {"steps": steps}))
-    return out
-
-
-def bench_ros(repeats: int, quick: bool, policy: str | None) -> list:
-    """Node and DDS latency from steering_agent.ros.closed_loop (needs rclpy)."""
-    try:
-        import rclpy  # noqa: F401
-    except Exception as e:  # the wheels raise more than ImportError when libraries are missing
-        return [Skipped("ros latency", f"rclpy is not importable ({e}); run `make setup`")]
-    try:
-        from steering_agent.ros.closed_loop import measure_dds_latency
-    except ImportError as e:
-        return [Skipped("ros latency", f"steering_agent.ros.closed_loop is not available: {e}")]
-    try:
-        model, _ = _latency_model(policy)
-    except FileNotFoundError as e:
-        return [Skipped("ros latency", str(e))]
-    out = []
-    with tempfile.TemporaryDirectory() as tmp:
-        ckpt = _checkpoint_file(model, Path(tmp))
-        for w, h in ((200, 66), (800, 600)):
-            frames = 20 if quick else 200
-            try:
-                runs = [measure_dds_latency(w, h, frames, checkpoint=ckpt) for _ in range(repeats)]
-            except RuntimeError as e:  # the agent process did not come up: say why
-                out.append(Skipped(f"ros {w}x{h}", f"{e}".strip().splitlines()[-1]))
-                continue
-            params = {"frames": frames, "lost": [r.get("lost") for r in runs]}
-            params["p99_ms"] = [r["latency_ms"].get("p99") for r in runs]
-            latency = [r["latency_ms"]["median"] for r in runs]
-            out.append(Measurement(f"ros camera->control {w}x{h}", "ms", latency, params))
-            node = [_median_of(r.get("agent", {}).get("total_ms")) for r in runs]
-            if all(v is not None for v in node):
-                out.append(Measurement(f"ros node per-frame {w}x{h}", "ms", node, params))
     return out
 
 
@@ -312,15 +264,23 @@ def run_suites(names: list[str], repeats: int, quick: bool, policy, device: str)
         if name == "inference":
             out += bench_inference(repeats, quick, policy, device)
         elif name == "preprocess":
+            from steering_agent.bench_perf import bench_preprocess
+
             out += bench_preprocess(repeats, quick)
         elif name == "sim":
             out += bench_sim(repeats, quick)
         elif name == "ros":
+            from steering_agent.bench_perf import bench_ros
+
             out += bench_ros(repeats, quick, policy)
         elif name == "record":
             out += bench_record(repeats, quick)
         elif name == "eval":
             out += bench_eval(repeats, quick, policy, device)
+        elif name == "train":
+            from steering_agent.bench_perf import bench_train
+
+            out += bench_train(repeats, quick)
         print(f"bench {name}: {time.perf_counter() - t0:.1f} s", file=sys.stderr)
     return out
 
@@ -333,8 +293,9 @@ def table(results: list) -> str:
         if "skipped" in j:
             lines.append(f"{j['name']:44} skipped: {j['skipped']}")
             continue
+        unit = j["unit"] + (f" (goal <= {j['goal_at_most']:g})" if "goal_at_most" in j else "")
         lines.append(
-            f"{j['name']:44} {j['median']:10.3f} {j['p10']:10.3f} {j['p90']:10.3f}  {j['unit']}"
+            f"{j['name']:44} {j['median']:10.3f} {j['p10']:10.3f} {j['p90']:10.3f}  {unit}"
         )
         if j["unit"] == "ms/step" and j.get("batch", 1) > 1:
             per = j["median"] / j["batch"]

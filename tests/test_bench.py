@@ -138,7 +138,8 @@ def test_bench_cli_eval_quick(tmp_path, capsys, monkeypatch):
 def test_bench_cli_inference_quick(tmp_path, monkeypatch):
     # 2 ms a clock reading: every timed control step takes exactly 2 ms.
     monkeypatch.setattr(steering_agent.policy.latency, "time", fake_clock(0.002))
-    results = _run_quick(tmp_path, "inference", repeats=1)["results"]
+    everything = _run_quick(tmp_path, "inference", repeats=1)["results"]
+    results = [r for r in everything if "window" in r]
     modes = {(r["backend"], r["batch"], r["window"]) for r in results}
     backends = ("onnxruntime", "torch")
     assert modes == {(k, b, w) for k in backends for b in (1, 2) for w in (None, 16, 32)}
@@ -147,6 +148,41 @@ def test_bench_cli_inference_quick(tmp_path, monkeypatch):
         _check_measurement(r, 1, "ms/step")
         assert r["runs"] == [pytest.approx(2.0)] and r["calls_per_run"] == 2
         assert isinstance(r["model"], str) and r["model"]
+    # beside each batch-1 stateful step: the bare encoder and the step / encoder ratio
+    extra = {r["name"]: r for r in everything if "window" not in r}
+    assert len(extra) == 4
+    for k in backends:
+        enc = extra[f"inference encoder alone, batch 1, {k}"]
+        _check_measurement(enc, 1, "ms/step")
+        assert enc["runs"] == [pytest.approx(2.0)] and enc["calls_per_run"] == 2
+        ratio = extra[f"inference stateful step / encoder, batch 1, {k}"]
+        assert ratio["unit"] == "ratio" and ratio["goal_at_most"] == 1.2
+        assert ratio["runs"] == [pytest.approx(1.0)]  # 2 ms over 2 ms
+
+
+def test_encoder_runner_runs_the_encoder_on_both_backends():
+    from steering_agent.policy.latency import encoder_runner
+    from steering_agent.policy.model import ModelConfig, SteeringNet
+
+    model = SteeringNet(ModelConfig()).eval()
+    calls = []
+    model.encoder.register_forward_hook(lambda *a: calls.append(1))
+    x = np.zeros((1, 3, 66, 200), np.float32)
+    encoder_runner(model, "torch")(x)
+    assert len(calls) == 1  # the torch runner is the module's own forward
+    encoder_runner(model, "onnxruntime")(x)  # an exported graph: runs without error
+
+
+def test_bench_cli_train_quick(tmp_path):
+    """Frames/s of the training loop on a dataset recorded for it, and the peak memory."""
+    results = _run_quick(tmp_path, "train", repeats=1)["results"]
+    fps = results[0]
+    assert fps["name"] == "train frames/s (train_epoch)" and fps["unit"] == "frames/s"
+    assert fps["median"] > 0 and len(fps["runs"]) == 1
+    assert fps["frames_per_run"] % (fps["batch"] * fps["seq_len"]) == 0
+    assert fps["frames_per_run"] > 0
+    if len(results) > 1:  # Linux: /proc gives the resident memory
+        assert results[1]["unit"] == "KiB/frame" and results[1]["median"] >= 0
 
 
 def test_bad_repeats_is_refused(capsys):
@@ -159,10 +195,18 @@ def test_bad_repeats_is_refused(capsys):
 @pytest.mark.ros
 @pytest.mark.slow
 def test_bench_cli_ros_quick(tmp_path, ros_domain):
-    results = _run_quick(tmp_path, "ros", repeats=1)["results"]
+    everything = _run_quick(tmp_path, "ros", repeats=1)["results"]
+    results = [r for r in everything if r["unit"] != "ratio"]
     names = [r["name"] for r in results]
     assert names == [f"ros {kind} {size}" for size in ("200x66", "800x600")
                      for kind in ("camera->control", "node per-frame")], results  # fmt: skip
+    ratios = {r["name"]: r for r in everything if r["unit"] == "ratio"}
+    node = ratios["ros node per-frame 800x600 / 200x66"]
+    assert node["goal_at_most"] == 1.15
+    assert node["runs"][0] == pytest.approx(results[3]["runs"][0] / results[1]["runs"][0])
+    dds = ratios["ros camera->control / node per-frame 800x600"]
+    assert dds["goal_at_most"] == 1.5
+    assert dds["runs"][0] == pytest.approx(results[2]["runs"][0] / results[3]["runs"][0])
     for r in results:
         _check_measurement(r, 1, "ms")
         assert r["frames"] == 20 and r["lost"] == [0], r  # every frame was answered
@@ -171,18 +215,29 @@ def test_bench_cli_ros_quick(tmp_path, ros_domain):
 
 
 def test_bench_cli_preprocess_quick(tmp_path, monkeypatch):
-    """Three rows (plain 200x66, plain 800x600, calibrated 800x600), each the median of
-    exactly the frames asked for, timed by the module's clock."""
+    """Plain 200x66, plain and calibrated 800x600, from RGB, from BGRA and through RGB,
+    each the median of exactly the frames asked for, timed by the module's clock; then
+    the calibrated / plain ratios."""
     from steering_agent.policy import calibration, latency
 
     monkeypatch.setattr(latency, "time", fake_clock(0.002))  # 2 ms a clock reading
     applied = counted(monkeypatch, calibration.CameraCalibration, "apply")
-    results = _run_quick(tmp_path, "preprocess")["results"]
+    everything = _run_quick(tmp_path, "preprocess")["results"]
+    results = [r for r in everything if r["unit"] != "ratio"]
+    cal = "calibrated (CARLA bridge mount)"
     assert [r["name"] for r in results] == [
-        "preprocess 200x66", "preprocess 800x600",
-        "preprocess 800x600 calibrated (CARLA bridge mount)",
+        "preprocess 200x66", "preprocess 800x600", f"preprocess 800x600 {cal}",
+        "preprocess 200x66 bgra8", "preprocess 800x600 bgra8",
+        f"preprocess 800x600 bgra8 {cal}",
+        "preprocess 800x600 bgra8 via rgb (the node before)",
+        f"preprocess 800x600 bgra8 via rgb {cal}",
     ]  # fmt: skip
     for r in results:
         _check_measurement(r, 2, "ms/frame")
         assert r["frames"] == 30 and r["median"] == pytest.approx(2.0)
-    assert len(applied) == 2 * (30 + 30)  # two repeats of warm-up + timed frames, calibrated only
+    # two repeats of warm-up + timed frames, for each of the three calibrated rows
+    assert len(applied) == 3 * 2 * (30 + 30)
+    ratios = [r for r in everything if r["unit"] == "ratio"]
+    assert len(ratios) == 3
+    for r in ratios:
+        assert r["goal_at_most"] == 1.0 and r["runs"] == [pytest.approx(1.0)] * 2

@@ -1,7 +1,7 @@
 """The import rules of the wings (README, "Parts"): each folder is one layer and a lower
 layer never imports a higher one. Every import is counted, also those inside functions.
 
-    verbs      steering_agent/{cli,train,bench,drive}.py       may import everything below
+    verbs      steering_agent/{cli,train,bench,bench_perf,drive}.py  may import everything below
     training   steering_agent/training.py                     the training loop (over data, policy)
     ros        steering_agent/ros/                            the only users of rclpy
     middle     steering_agent/agent.py, data/, evaluation/    policy, interfaces, common, sim
@@ -27,7 +27,7 @@ RANK = {
     "sim": 0, "common": 0, "interfaces": 0, "policy": 1, "data": 2, "evaluation": 2,
     "agent": 2, "training": 3, "ros": 3, "verbs": 4,
 }  # fmt: skip
-VERBS = {"cli", "train", "bench", "drive", "preview", "__init__", "__main__"}
+VERBS = {"cli", "train", "bench", "bench_perf", "drive", "preview", "__init__", "__main__"}
 
 
 def _part(module: str) -> str | None:

@@ -117,6 +117,34 @@ def image_to_rgb(
     return out
 
 
+# Encodings the policy takes as they are (a view, no conversion): 4 channels are BGRA
+# (steering_agent.policy.preprocess), 3 channels RGB.
+_POLICY_AS_IS = {"bgra8": 4, "8UC4": 4, "rgb8": 3}
+
+
+def policy_pixels(
+    msg: Any, out: np.ndarray | None = None, max_pixels: int | None = None
+) -> np.ndarray:
+    """The frame as the policy takes it, without a copy where the encoding allows.
+
+    bgra8 / 8UC4 give an H x W x 4 BGRA view and rgb8 an H x W x 3 RGB view of the
+    message's `data` (rows may be strided: `step` padding is skipped, not copied); the
+    other encodings are converted to RGB by `image_to_rgb` (into `out` when it fits).
+    A view is valid as long as `msg.data` is (a raw subscription's bytes, e.g.).
+
+    Raises:
+        ImageDecodeError: as `image_to_rgb`.
+    """
+    _check_pixels(int(msg.width), int(msg.height), max_pixels, "a frame")
+    channels = _POLICY_AS_IS.get(str(msg.encoding))
+    if channels is None:
+        if out is not None and out.shape != (int(msg.height), int(msg.width), 3):
+            out = None
+        return image_to_rgb(msg, out=out)
+    view, _ = _pixel_view(msg)
+    return view
+
+
 def rgb_to_image_fields(
     rgb: np.ndarray, encoding: str = "bgra8", row_padding: int = 0
 ) -> dict[str, Any]:

@@ -16,7 +16,7 @@ ground, that point is projected into the real camera (ground nearer than the rea
 camera sees, below or beside its frame, is shown by the nearest visible ground at the
 same lateral offset); a ray above the horizon (or meeting the ground beyond `FAR_M`)
 keeps its direction (a point at infinity). The map is made once per calibration and
-applied per frame as one `cv2.remap` (fixed-point
+applied per frame as one `cv2.remap` (float
 maps); a real camera that sees the scene in more pixels than the input has is first
 halved with exact 2x2 box averages (only the rows the map reads), so it is not sampled
 with aliasing. Road pixels land where the canonical camera would have seen them.
@@ -216,13 +216,28 @@ class CameraCalibration:
         h_red, w_red = (hi - lo) // step, real.width // step
         np.clip(mx, 0.0, w_red - 1.0, out=mx)
         np.clip(my, 0.0, h_red - 1.0, out=my)
-        self._maps = cv2.convertMaps(mx.astype(np.float32), my.astype(np.float32), cv2.CV_16SC2)
-        self._levels = []
+        # float maps: OpenCV's bilinear remap runs faster from them than from its own
+        # fixed-point maps (0.056 against 0.088 ms for the CARLA bridge's camera at 4
+        # channels, one thread; results within 2 grey levels of each other)
+        self._maps = (mx.astype(np.float32), my.astype(np.float32))
+        self._level_hw = []
         h, w = hi - lo, real.width
         for _ in range(k):
             h, w = h // 2, w // 2
-            self._levels.append(np.empty((h, w, 3), np.uint8))
-        self._work = np.empty((self.out_height * s, self.out_width * s, 3), np.uint8)
+            self._level_hw.append((h, w))
+        self._buffers: dict[int, tuple[list, np.ndarray, np.ndarray]] = {}
+
+    def _buffers_for(self, channels: int) -> tuple[list, np.ndarray, np.ndarray]:
+        """(the prefilter levels, the supersampled work image, the input-sized image) for
+        frames of `channels` channels, made on first use."""
+        bufs = self._buffers.get(channels)
+        if bufs is None:
+            s = self.supersample
+            levels = [np.empty((h, w, channels), np.uint8) for h, w in self._level_hw]
+            work = np.empty((self.out_height * s, self.out_width * s, channels), np.uint8)
+            sized = np.empty((self.out_height, self.out_width, channels), np.uint8)
+            bufs = self._buffers[channels] = (levels, work, sized)
+        return bufs
 
     @staticmethod
     def real_pixels(canonical: CameraSpec, real: CameraSpec, u, v) -> tuple[np.ndarray, ...]:
@@ -262,7 +277,9 @@ class CameraCalibration:
         return mx, my
 
     def apply(self, image: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        """The network-input-sized RGB view (out_height, out_width, 3) of a real frame."""
+        """The network-input-sized RGB view (out_height, out_width, 3) of a real frame:
+        uint8 RGB (H x W x 3), or BGRA (H x W x 4, as a bgra8 message holds it; remapped
+        as it is, its colour converted at the input's size)."""
         h, w = image.shape[:2]
         if (w, h) != (self.real.width, self.real.height):
             raise ValueError(
@@ -272,18 +289,25 @@ class CameraCalibration:
         shape = (self.out_height, self.out_width, 3)
         if out is None:
             out = np.empty(shape, np.uint8)
+        channels = image.shape[2]
+        if channels not in (3, 4):
+            raise ValueError(f"frame of {channels} channels: expected RGB (3) or BGRA (4)")
+        levels, work, sized = self._buffers_for(channels)
         lo, hi = self.rows
         image = image[lo:hi]
-        for level in self._levels:
+        for level in levels:
             h, w = level.shape[:2]
             cv2.resize(image[: 2 * h, : 2 * w], (w, h), dst=level, interpolation=cv2.INTER_AREA)
             image = level
+        dst = out if channels == 3 else sized
         if self.supersample == 1:
-            cv2.remap(image, *self._maps, cv2.INTER_LINEAR, dst=out)
-            return out
-        cv2.remap(image, *self._maps, cv2.INTER_LINEAR, dst=self._work)
-        cv2.resize(self._work, (self.out_width, self.out_height), dst=out,
-                   interpolation=cv2.INTER_AREA)  # fmt: skip
+            cv2.remap(image, *self._maps, cv2.INTER_LINEAR, dst=dst)
+        else:
+            cv2.remap(image, *self._maps, cv2.INTER_LINEAR, dst=work)
+            cv2.resize(work, (self.out_width, self.out_height), dst=dst,
+                       interpolation=cv2.INTER_AREA)  # fmt: skip
+        if channels == 4:
+            cv2.cvtColor(sized, cv2.COLOR_BGRA2RGB, dst=out)
         return out
 
     def describe(self) -> str:

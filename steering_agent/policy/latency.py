@@ -39,17 +39,14 @@ def _as_policy(checkpoint_or_model, batch: int, device, backend) -> BatchedSteer
 def _window_runner(policy: BatchedSteeringPolicy, batch: int, window: int):
     """The stateless alternative on the policy's backend: re-run the last `window` frames."""
     cfg, model = policy.preprocess_cfg, policy.model
-    cfg_m = model.cfg
     u8 = np.empty((batch, 3, cfg.height, cfg.width), dtype=np.uint8)
     if policy.backend == "onnxruntime":
-        from steering_agent.policy.onnx_export import sequence_graph_bytes
+        from steering_agent.policy.onnx_export import sequence_graph_bytes, zero_state_feeds
 
         sess = ort_cpu_session(sequence_graph_bytes(model), torch.get_num_threads())
         hist = np.zeros((batch, window, 3, cfg.height, cfg.width), dtype=np.float32)
         feeds = {"frames": hist}
-        if model.recurrent:  # every window starts from the zero state
-            zeros = np.zeros((cfg_m.lstm_layers, batch, cfg_m.hidden_dim), dtype=np.float32)
-            feeds.update(h0=zeros, c0=zeros)
+        feeds.update(zero_state_feeds(model, batch))  # every window starts from zero state
 
         def once(images) -> None:
             preprocess_frames(images, cfg, u8)
@@ -133,17 +130,33 @@ def benchmark_latency(
     }
 
 
+LAYOUTS = ("rgb", "bgra", "bgra_via_rgb")
+
+
 def preprocess_ms(
-    width: int, height: int, camera=None, frames: int = 300, warmup: int = 30, seed: int = 0
-) -> float:
-    """Median time (ms) to turn one uint8 RGB `width` x `height` frame into the network's
+    width: int, height: int, camera=None, frames: int = 300, warmup: int = 30, seed: int = 0,
+    layout: str = "rgb",
+) -> float:  # fmt: skip
+    """Median time (ms) to turn one uint8 `width` x `height` frame into the network's
     input (PilotNet's 200x66 YUV): the plain crop and resize, or with `camera` (a
-    `CameraSpec`) the calibrated remap of `steering_agent.policy.calibration`."""
+    `CameraSpec`) the calibrated remap of `steering_agent.policy.calibration`.
+
+    `layout`: "rgb" (an RGB frame), "bgra" (a bgra8 message's pixels as they are, the
+    node's path), "bgra_via_rgb" (the node's path before: the whole BGRA frame converted
+    to RGB first, then the RGB path)."""
+    import cv2
+
     from steering_agent.policy.calibration import CameraCalibration, canonical_camera
     from steering_agent.policy.preprocess import to_color_space
 
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout {layout!r} is not one of {LAYOUTS}")
     cfg = PreprocessConfig()
-    image = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    channels = 3 if layout == "rgb" else 4
+    source = np.random.default_rng(seed).integers(0, 256, (height, width, channels), np.uint8)
+    image = source
+    if layout == "bgra_via_rgb":
+        image = np.empty((height, width, 3), np.uint8)
     out = np.empty((1, 3, cfg.height, cfg.width), np.uint8)
     nhwc = np.empty((cfg.height, cfg.width, 3), np.uint8)
     rgb = np.empty_like(nhwc)
@@ -158,10 +171,64 @@ def preprocess_ms(
         def once() -> None:
             to_color_space(calib.apply(image, rgb), cfg.color, nhwc)
 
+    convert = layout == "bgra_via_rgb"
     times = []
     for i in range(warmup + frames):
         t0 = time.perf_counter()
+        if convert:
+            cv2.cvtColor(source, cv2.COLOR_BGRA2RGB, dst=image)
         once()
+        if i >= warmup:
+            times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
+def encoder_runner(model: SteeringNet, backend: str):
+    """The bare `FrameEncoder` forward at batch 1 on `backend`, a callable taking one
+    float32 [1, 3, H, W] normalised frame: the floor under the stateful step (which adds
+    the normalisation, the LSTM cell, the head, the speed controller and bookkeeping)."""
+    cfg = model.cfg
+    encoder = model.encoder.eval()
+    if backend == "onnxruntime":
+        import io
+
+        from steering_agent.policy.onnx_export import _export
+
+        buf = io.BytesIO()
+        x0 = torch.zeros(1, cfg.encoder_channels, cfg.height, cfg.width)
+        _export(encoder, (x0,), ["frames"], ["features"], None, buf)
+        sess = ort_cpu_session(buf.getvalue(), torch.get_num_threads())
+
+        def once(x: np.ndarray) -> None:
+            sess.run(None, {"frames": x})
+
+        return once
+    fmt = torch.channels_last if next(encoder.parameters()).device.type == "cpu" else None
+    if fmt is not None:  # as the torch stepper runs it on the CPU
+        encoder.to(memory_format=fmt)
+    device = next(encoder.parameters()).device
+
+    @torch.inference_mode()
+    def once(x: np.ndarray) -> None:
+        t = torch.from_numpy(x).to(device)
+        if fmt is not None:
+            t = t.contiguous(memory_format=fmt)
+        encoder(t).cpu()
+
+    return once
+
+
+def encoder_ms(model: SteeringNet, backend: str, repeats: int = 200, warmup: int = 20) -> float:
+    """Median time (ms) of the bare encoder forward at batch 1 (`encoder_runner`; the
+    model where it is, e.g. a policy's `model`)."""
+    cfg = model.cfg
+    once = encoder_runner(model, backend)
+    x = np.random.default_rng(0).uniform(-1, 1, (1, cfg.encoder_channels, cfg.height, cfg.width))
+    x = x.astype(np.float32)
+    times = []
+    for i in range(warmup + repeats):
+        t0 = time.perf_counter()
+        once(x)
         if i >= warmup:
             times.append((time.perf_counter() - t0) * 1e3)
     return statistics.median(times)

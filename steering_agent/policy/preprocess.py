@@ -6,6 +6,12 @@ resize to the network's input size (`resize`: exact 2x box reductions, then bili
 convert the colour space, and lay the result out as uint8 CHW. `normalize` turns that
 into the float input of the network. The settings live in a `PreprocessConfig` that is
 stored in every checkpoint, so inference always uses exactly what training used.
+
+Frames are uint8 RGB (H x W x 3) or BGRA (H x W x 4: the layout of bgra8 camera
+messages, taken as a view of the message without a conversion). A BGRA frame is
+cropped and resized as it is and its colour converted once, at the network's size; the
+result is the same, to the bit, as converting it to RGB first (the box averages and the
+bilinear step work on each channel alone).
 """
 
 from __future__ import annotations
@@ -143,23 +149,17 @@ def _one_frame(image: np.ndarray, cfg: PreprocessConfig, out_chw: np.ndarray) ->
     crop = image[top:bottom]
     if crop.shape[0] != cfg.height or crop.shape[1] != cfg.width:
         crop = resize(crop, cfg.width, cfg.height)
-    out_hwc = out_chw.transpose(1, 2, 0)
-    if cfg.color == "yuv" and out_hwc.flags.c_contiguous:
-        cv2.cvtColor(crop, cv2.COLOR_RGB2YUV, dst=out_hwc)  # straight into an NHWC buffer
-        return
-    if cfg.color == "yuv":
-        crop = cv2.cvtColor(crop, cv2.COLOR_RGB2YUV)
-    # One (strided) copy HWC -> CHW into the caller's buffer.
-    np.copyto(out_hwc, crop)
+    to_color_space(crop, cfg.color, out_chw.transpose(1, 2, 0))
 
 
 def preprocess_frames(
     images: np.ndarray, cfg: PreprocessConfig, out: np.ndarray | None = None
 ) -> np.ndarray:
-    """Crop, resize and colour-convert RGB frames.
+    """Crop, resize and colour-convert RGB (or BGRA) frames.
 
     Args:
-        images: uint8 RGB, [N, H, W, 3] or one frame [H, W, 3].
+        images: uint8 RGB, [N, H, W, 3] or one frame [H, W, 3]; or BGRA with 4 channels
+            (module doc). Row-strided views (padded rows) are read in place.
         cfg: the preprocessing settings (from the checkpoint).
         out: optional uint8 [N, 3, height, width] buffer to fill (no allocation).
 
@@ -169,10 +169,11 @@ def preprocess_frames(
     images = np.asarray(images)
     if images.ndim == 3:
         images = images[None]
-    if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
+    if images.ndim != 4 or images.shape[-1] not in (3, 4) or images.dtype != np.uint8:
         raise ValueError(
-            f"preprocess_frames: expected uint8 RGB [N,H,W,3] or [H,W,3], got "
-            f"{images.dtype} {images.shape}; convert the camera image to uint8 RGB first"
+            f"preprocess_frames: expected uint8 RGB [N,H,W,3] or [H,W,3] (or BGRA, 4 "
+            f"channels), got {images.dtype} {images.shape}; convert the camera image to "
+            "uint8 RGB first"
         )
     n = images.shape[0]
     shape = (n, 3, cfg.height, cfg.width)
@@ -200,9 +201,23 @@ def normalize(frames: torch.Tensor | np.ndarray, out: torch.Tensor | None = None
     return out.div_(127.5).sub_(1.0)
 
 
+# (colour space, channels of the image) -> OpenCV code (None: RGB as is)
+_TO_COLOR = {
+    ("yuv", 3): cv2.COLOR_RGB2YUV,
+    ("yuv", 4): cv2.COLOR_BGR2YUV,  # OpenCV reads the 4th channel as alpha and drops it
+    ("rgb", 3): None,
+    ("rgb", 4): cv2.COLOR_BGRA2RGB,
+}
+
+
 def to_color_space(rgb: np.ndarray, color: str, out_hwc: np.ndarray) -> None:
-    """An RGB uint8 HxWx3 image in the network's colour space, into `out_hwc`."""
-    if color == "yuv":
-        cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV, dst=out_hwc)
-    else:
+    """An RGB uint8 HxWx3 (or BGRA HxWx4) image in the network's colour space, into
+    `out_hwc` (HxWx3; straight into it where it is C-contiguous, else one strided copy,
+    e.g. into a CHW buffer)."""
+    code = _TO_COLOR[color, rgb.shape[2]]
+    if code is None:
         np.copyto(out_hwc, rgb)
+    elif out_hwc.flags.c_contiguous:
+        cv2.cvtColor(rgb, code, dst=out_hwc)
+    else:
+        np.copyto(out_hwc, cv2.cvtColor(rgb, code))

@@ -7,8 +7,10 @@ which owns the per-frame rules: one command per frame stamped with the frame's s
 same answer for a re-sent frame, a brake after `max_failures` unusable frames in a row,
 and the watchdog (on wall time, also under `use_sim_time`) that brakes while no frame
 gives a driving command. The camera subscription keeps only the newest frame (depth 1),
-so a slow step drops frames instead of building a queue. Control message types and the
-Twist convention: steering_agent.ros.control_msgs.
+so a slow step drops frames instead of building a queue. Raw images are taken serialized
+and their pixels read in place (steering_agent.ros.image_input: one copy per frame, the
+middleware's). Control message types and the Twist convention: steering_agent.ros
+.control_msgs.
 
 For the integrator:
 
@@ -37,6 +39,7 @@ import sys
 import time
 from pathlib import Path
 
+from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.clock import Clock, ClockType
@@ -61,6 +64,7 @@ from steering_agent.ros.agent_params import (
     refused,
 )
 from steering_agent.ros.diagnostics import HealthMonitor
+from steering_agent.ros.image_input import FrameDecoder, serialized_stamp
 from steering_agent.ros.params import declare_all
 from steering_agent.ros.spin import run_node
 
@@ -88,7 +92,7 @@ class SteeringAgentNode(Node):
         )
         self.health = HealthMonitor(self.agent)
         self._speed: float | None = None
-        self._rgb = None
+        self._frames = FrameDecoder(p["max_image_pixels"])
         self._make_publisher(p)
         self._make_subscriptions(p)
         self.create_service(Trigger, "~/reset", self._on_reset)
@@ -260,7 +264,7 @@ class SteeringAgentNode(Node):
             self.create_subscription(CompressedImage, topic, on_frame, newest)
         else:
             on_frame = self._on_raw_info if _WITH_MESSAGE_INFO else self._on_raw
-            self.create_subscription(Image, p["image_topic"], on_frame, newest)
+            self.create_subscription(Image, p["image_topic"], on_frame, newest, raw=True)
         self.create_subscription(Float32, p["speed_topic"], self._on_speed, newest)
         # As the CARLA ROS bridge subscribes to it (a latched value): the last state is
         # received also when the agent starts after the publisher. A volatile publisher
@@ -276,20 +280,6 @@ class SteeringAgentNode(Node):
         info_qos = QoSProfile(depth=1, reliability=qos_profile_sensor_data.reliability)
         self.create_subscription(CameraInfo, p["camera_info_topic"], self._on_camera_info, info_qos)
 
-    def _decode_raw(self, msg):
-        from steering_agent.data.imageconv import image_to_rgb
-
-        out = self._rgb  # reused while the frame size stays the same: no allocation
-        if out is not None and out.shape != (msg.height, msg.width, 3):
-            out = None
-        self._rgb = image_to_rgb(msg, out=out, max_pixels=self._params["max_image_pixels"])
-        return self._rgb
-
-    def _decode_compressed(self, msg):
-        from steering_agent.data.imageconv import compressed_to_rgb
-
-        return compressed_to_rgb(msg, max_pixels=self._params["max_image_pixels"])
-
     def _on_speed(self, msg: Float32) -> None:
         speed = float(msg.data)
         self._speed = speed if speed == speed else None  # NaN: not measured
@@ -299,27 +289,38 @@ class SteeringAgentNode(Node):
         if event:
             self.get_logger().info(event)
 
-    def _on_raw(self, msg) -> None:
-        self._on_image(msg, self._decode_raw)
+    def _on_raw(self, buf: bytes) -> None:
+        self._on_serialized(buf, None)
 
     def _on_compressed(self, msg) -> None:
-        self._on_image(msg, self._decode_compressed)
+        self._on_image(msg, self._frames.compressed)
 
-    def _on_raw_info(self, msg, info) -> None:
-        self._on_image(msg, self._decode_raw, info)
+    def _on_raw_info(self, buf: bytes, info) -> None:
+        self._on_serialized(buf, info)
 
     def _on_compressed_info(self, msg, info) -> None:
-        self._on_image(msg, self._decode_compressed, info)
+        self._on_image(msg, self._frames.compressed, info)
 
-    def _on_image(self, msg, decode, info=None) -> None:
+    def _on_serialized(self, buf: bytes, info) -> None:
+        """A serialized Image: the stamp read first (a message too short for one is
+        refused by the decoder, as any unusable frame), the pixels as a view."""
+        sec_ns = serialized_stamp(buf)
+        stamp = None if sec_ns is None else Time(sec=sec_ns[0], nanosec=sec_ns[1])
+        self._on_image(buf, self._frames.serialized, info, stamp)
+
+    def _on_image(self, msg, decode, info=None, stamp=False) -> None:
         t0 = time.perf_counter()
         if info is None:
             self.health.frame_received()
         else:
             self.health.frame_received(*_publication(info))
-        stamp = msg.header.stamp
-        key = (stamp.sec, stamp.nanosec)
-        result = self.agent.on_frame(key, stamp_to_s(stamp), lambda: decode(msg), self._speed)
+        if stamp is False:
+            stamp = msg.header.stamp
+        if stamp is None:  # not even a stamp: one unusable frame, the agent brakes
+            key, stamp_s = None, float("nan")
+        else:
+            key, stamp_s = (stamp.sec, stamp.nanosec), stamp_to_s(stamp)
+        result = self.agent.on_frame(key, stamp_s, lambda: decode(msg), self._speed)
         self._act(result, stamp)
         self._log_calibration()
         if result.command is not None and result.command.kind == DRIVE:

@@ -227,17 +227,21 @@ def _summary(status: str, bridge: dict, agent: dict, wall_s: float, work: Path) 
 
 
 def _camera_frames(width: int, height: int, count: int = 8) -> list:
-    """`count` distinct bgra8 Image messages of a textured road-like scene."""
+    """`count` distinct serialized bgra8 Images of random pixels (`ImageCdr`s, published
+    as sim_bridge publishes its frames)."""
+    import cv2
     import numpy as np
-    from sensor_msgs.msg import Image
 
-    from steering_agent.data.imageconv import fill_image_msg
+    from steering_agent.ros.image_cdr import ImageCdr
 
     rng = np.random.default_rng(0)
-    shape = (height, width, 3)
-    return [
-        fill_image_msg(Image(), rng.integers(0, 256, shape, dtype=np.uint8)) for _ in range(count)
-    ]
+    frames = []
+    for _ in range(count):
+        cdr = ImageCdr(height, width, "bgra8", 4, "ego_vehicle/rgb_front")
+        rgb = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+        cv2.cvtColor(rgb, cv2.COLOR_RGB2BGRA, dst=cdr.pixels)
+        frames.append(cdr)
+    return frames
 
 
 def measure_dds_latency(
@@ -251,7 +255,7 @@ def measure_dds_latency(
 ) -> dict:
     """Camera-publish -> control-receive latency through an `agent` process over loopback.
 
-    Publishes bgra8 frames of `width` x `height` one at a time (the next after the
+    Publishes serialized bgra8 frames of `width` x `height` one at a time (the next after the
     previous frame's control arrived, or after `reply_timeout_s`), 50 ms apart in stamp
     time, and times each until the CarlaEgoVehicleControl with its stamp comes back.
 
@@ -295,11 +299,11 @@ def measure_dds_latency(
                 raise RuntimeError(f"agent did not come up:\n{_tail(work / 'agent.log')}")
             executor.spin_once(timeout_sec=0.1)
         for i in range(warmup + frames):
-            msg = images[i % len(images)]
+            frame = images[i % len(images)]
             ns = (i + 1) * 50_000_000
-            msg.header.stamp.sec, msg.header.stamp.nanosec = ns_to_sec_nanosec(ns)
+            frame.set_stamp(*ns_to_sec_nanosec(ns))
             t_sent = time.perf_counter()
-            pub.publish(msg)
+            pub.publish(frame.to_bytes())  # serialized, as sim_bridge publishes
             while ns not in replies and time.perf_counter() - t_sent < reply_timeout_s:
                 executor.spin_once(timeout_sec=reply_timeout_s)
             if i < warmup:

@@ -153,6 +153,7 @@ class SimBridgeNode(Node):
         latched = QoSProfile(depth=10, durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self._pub_metrics = self.create_publisher(String, topics.METRICS, latched)
         self._camera_info = self._camera_info_msg()
+        self._cdr = None  # the serialized Image of the current frame size
 
     def _camera_info_msg(self) -> CameraInfo:
         from steering_agent.data.imageconv import camera_info_fields
@@ -194,8 +195,6 @@ class SimBridgeNode(Node):
         return listening and talking > 0
 
     def _publish_frame(self, resend: bool = False) -> None:
-        from steering_agent.data.imageconv import fill_image_msg
-
         stamp = _time_msg(self.step_idx * self.dt_ns)
         if not resend:
             self._answers[self.step_idx * self.dt_ns] = 0
@@ -210,12 +209,26 @@ class SimBridgeNode(Node):
         self._pub_odom.publish(self._odometry(stamp, speed))
         self._camera_info.header.stamp = stamp
         self._pub_info.publish(self._camera_info)
-        img = fill_image_msg(Image(), self._obs["image"], "bgra8")
-        img.header.stamp = stamp
-        img.header.frame_id = self._camera_info.header.frame_id
-        self._pub_image.publish(img)
+        self._pub_image.publish(self._serialized_frame(stamp))
         self._frame_wall = time.monotonic()
         self._waiting = self.p["mode"] == "sync"
+
+    def _serialized_frame(self, stamp: Time) -> bytes:
+        """The observation as a serialized bgra8 Image: the colour conversion writes the
+        pixels straight into the one buffer kept per frame size (steering_agent.ros
+        .image_cdr), which is copied once into the `bytes` rclpy publishes as they are."""
+        import cv2
+
+        from steering_agent.ros.image_cdr import ImageCdr
+
+        rgb = self._obs["image"]
+        h, w = rgb.shape[:2]
+        cdr = self._cdr
+        if cdr is None or (cdr.height, cdr.width) != (h, w):
+            cdr = self._cdr = ImageCdr(h, w, "bgra8", 4, self._camera_info.header.frame_id)
+        cv2.cvtColor(rgb, cv2.COLOR_RGB2BGRA, dst=cdr.pixels)
+        cdr.set_stamp(stamp.sec, stamp.nanosec)
+        return cdr.to_bytes()
 
     def _odometry(self, stamp: Time, speed: float) -> Odometry:
         msg = Odometry()

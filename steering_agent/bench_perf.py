@@ -1,0 +1,250 @@
+"""The suites of `steering-agent bench` that compare paths within one run: preprocessing
+(plain against calibrated, RGB against the bgra8 message's pixels), the encoder beside
+the stateful step, the ROS node and DDS at two frame sizes, and training throughput.
+
+Each ratio is taken run by run (the two figures of a ratio come from the same repeat,
+measured one right after the other), so it holds on a machine whose speed drifts.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from steering_agent.bench import Measurement, Skipped, repeat
+
+# the goals of the performance issue, recorded beside their ratios
+GOALS = {
+    "step / encoder": 1.2,
+    "node 800x600 / 200x66": 1.15,
+    "camera->control / node 800x600": 1.5,
+    "calibrated / plain 800x600": 1.0,
+}
+
+
+def _ratio(name: str, num: list, den: list, goal_key: str | None, **params) -> Measurement:
+    runs = [a / b for a, b in zip(num, den, strict=True)]
+    extra = {"goal_at_most": GOALS[goal_key]} if goal_key else {}
+    return Measurement(name, "ratio", runs, {**extra, **params})
+
+
+def bench_preprocess(repeats: int, quick: bool) -> list:
+    """Frame -> network input per frame at 200x66 and 800x600: the plain crop and resize
+    and the calibrated remap of the CARLA bridge's camera (800x600, pitch 0, 2.0 m high,
+    2.0 m ahead) onto the training camera; from RGB, from the bgra8 message's pixels as
+    they are (the node's path), and as the node did before (BGRA -> RGB, then RGB)."""
+    from steering_agent.policy.calibration import CANONICAL_MOUNT, CameraSpec
+    from steering_agent.policy.latency import preprocess_ms
+
+    frames = 30 if quick else 300
+    bridge = CameraSpec.from_fov(
+        800, 600, 90.0, **{**CANONICAL_MOUNT, "x_m": 2.0, "height_m": 2.0, "pitch_deg": 0.0}
+    )
+    cal = "calibrated (CARLA bridge mount)"
+    cases = (
+        ("preprocess 200x66", 200, 66, None, "rgb"),
+        ("preprocess 800x600", 800, 600, None, "rgb"),
+        (f"preprocess 800x600 {cal}", 800, 600, bridge, "rgb"),
+        ("preprocess 200x66 bgra8", 200, 66, None, "bgra"),
+        ("preprocess 800x600 bgra8", 800, 600, None, "bgra"),
+        (f"preprocess 800x600 bgra8 {cal}", 800, 600, bridge, "bgra"),
+        ("preprocess 800x600 bgra8 via rgb (the node before)", 800, 600, None, "bgra_via_rgb"),
+        (f"preprocess 800x600 bgra8 via rgb {cal}", 800, 600, bridge, "bgra_via_rgb"),
+    )
+    runs: dict[str, list] = {name: [] for name, *_ in cases}
+    for _ in range(repeats):  # interleaved: each repeat measures every case once
+        for name, w, h, cam, layout in cases:
+            runs[name].append(preprocess_ms(w, h, cam, frames, layout=layout))
+    out = [
+        Measurement(name, "ms/frame", runs[name], {"frames": frames, "layout": layout})
+        for name, _, _, _, layout in cases
+    ]
+    goal = "calibrated / plain 800x600"
+    for label, num, den in (
+        ("bgra8: calibrated / plain", 5, 4),
+        ("bgra8: calibrated / plain via rgb (the node before)", 5, 6),
+        ("rgb: calibrated / plain", 2, 1),
+    ):
+        name = f"preprocess 800x600 {label}"
+        out.append(_ratio(name, runs[cases[num][0]], runs[cases[den][0]], goal))
+    return out
+
+
+def inference_encoder_rows(pol, backend: str, step_runs: list, repeats: int, quick: bool):
+    """The bare encoder at batch 1 on `pol`'s backend, and the step / encoder ratio."""
+    from steering_agent.policy.latency import encoder_ms
+
+    calls = 2 if quick else 200
+    enc = repeat(lambda: encoder_ms(pol.model, backend, calls, warmup=2), repeats)
+    name = f"inference encoder alone, batch 1, {backend}"
+    params = {"batch": 1, "backend": backend, "calls_per_run": calls}
+    ratio = f"inference stateful step / encoder, batch 1, {backend}"
+    return [
+        Measurement(name, "ms/step", enc, params),
+        _ratio(ratio, step_runs, enc, "step / encoder", backend=backend),
+    ]
+
+
+def bench_ros(repeats: int, quick: bool, policy: str | None) -> list:
+    """Node and DDS latency from steering_agent.ros.closed_loop (needs rclpy), 200x66 and
+    800x600 measured in turn in each repeat, and their ratios."""
+    from steering_agent.bench import _checkpoint_file, _latency_model, _median_of
+
+    try:
+        import rclpy  # noqa: F401
+    except Exception as e:  # the wheels raise more than ImportError when libraries are missing
+        return [Skipped("ros latency", f"rclpy is not importable ({e}); run `make setup`")]
+    try:
+        from steering_agent.ros.closed_loop import measure_dds_latency
+    except ImportError as e:
+        return [Skipped("ros latency", f"steering_agent.ros.closed_loop is not available: {e}")]
+    try:
+        model, _ = _latency_model(policy)
+    except FileNotFoundError as e:
+        return [Skipped("ros latency", str(e))]
+    sizes = ((200, 66), (800, 600))
+    frames = 20 if quick else 200
+    results: dict = {s: [] for s in sizes}
+    with tempfile.TemporaryDirectory() as tmp:
+        ckpt = _checkpoint_file(model, Path(tmp))
+        for _ in range(repeats):
+            for w, h in sizes:
+                try:
+                    results[w, h].append(measure_dds_latency(w, h, frames, checkpoint=ckpt))
+                except RuntimeError as e:  # the agent process did not come up: say why
+                    return [Skipped(f"ros {w}x{h}", f"{e}".strip().splitlines()[-1])]
+    out, node, latency = [], {}, {}
+    for (w, h), runs in results.items():
+        params = {"frames": frames, "lost": [r.get("lost") for r in runs]}
+        params["p99_ms"] = [r["latency_ms"].get("p99") for r in runs]
+        latency[w] = [r["latency_ms"]["median"] for r in runs]
+        out.append(Measurement(f"ros camera->control {w}x{h}", "ms", latency[w], params))
+        node[w] = [_median_of(r.get("agent", {}).get("total_ms")) for r in runs]
+        if all(v is not None for v in node[w]):
+            out.append(Measurement(f"ros node per-frame {w}x{h}", "ms", node[w], params))
+        else:
+            node[w] = None
+    if node[200] and node[800]:
+        out.append(_ratio("ros node per-frame 800x600 / 200x66", node[800], node[200],
+                          "node 800x600 / 200x66"))  # fmt: skip
+        for w, h in sizes:
+            key = "camera->control / node 800x600" if w == 800 else None
+            out.append(_ratio(f"ros camera->control / node per-frame {w}x{h}", latency[w],
+                              node[w], key))  # fmt: skip
+    return out
+
+
+class _PeakRss:
+    """Peak resident memory of this process while the `with` block runs, sampled every
+    2 ms from /proc (Linux; elsewhere `peak_mb` stays None)."""
+
+    def __init__(self) -> None:
+        self.base = self.peak = self._rss()
+        self._stop = threading.Event()
+
+    @staticmethod
+    def _rss() -> int | None:
+        try:
+            with open("/proc/self/statm") as f:
+                return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, ValueError):
+            return None
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.002):
+            rss = self._rss()
+            if rss is not None and rss > self.peak:
+                self.peak = rss
+
+    def __enter__(self):
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def extra_bytes(self) -> int | None:
+        return None if self.base is None else self.peak - self.base
+
+
+def train_throughput(episodes, epochs: int = 1, batch: int = 16, seq_len: int = 16,
+                     seed: int = 0) -> dict:  # fmt: skip
+    """Frames per second of `steering_agent.training.train_epoch` (augmentation, forward,
+    backward, optimiser step) on already prepared episodes, and the peak memory it adds.
+
+    Returns:
+        dict(frames_per_s, frames, seconds, steps, peak_extra_mb, peak_bytes_per_frame:
+        the added peak over the frames of one batch, batch * seq_len).
+    """
+    import numpy as np
+    import torch
+
+    from steering_agent.data.sequences import ChunkStream
+    from steering_agent.policy.model import ModelConfig, SteeringNet
+    from steering_agent.training import TrainConfig, train_epoch
+
+    cfg = TrainConfig(epochs=epochs, batch=batch, seq_len=seq_len, seed=seed)
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    pre = cfg.preprocess
+    model = SteeringNet(ModelConfig(arch=cfg.arch, height=pre.height, width=pre.width))
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
+    stream = ChunkStream(episodes, batch, seq_len, rng)
+    with _PeakRss() as mem:
+        t0 = time.perf_counter()
+        for _ in range(epochs):
+            train_epoch(model, opt, sched, stream, cfg, rng)
+        seconds = time.perf_counter() - t0
+    steps = len(stream) * epochs
+    frames = steps * batch * seq_len
+    extra = mem.extra_bytes
+    return {
+        "frames_per_s": frames / seconds,
+        "frames": frames,
+        "seconds": seconds,
+        "steps": steps,
+        "peak_extra_mb": None if extra is None else extra / 2**20,
+        "peak_bytes_per_frame": None if extra is None else extra / (batch * seq_len),
+    }
+
+
+def bench_train(repeats: int, quick: bool) -> list:
+    """Training throughput on a small dataset recorded here (expert drives at 200x66,
+    loaded and prepared with the training code's own functions), one epoch per run."""
+    from steering_agent.data.dataset import load_episodes
+    from steering_agent.data.recording import record_episodes
+    from steering_agent.data.sequences import prepare
+    from steering_agent.policy.threads import set_torch_threads
+    from steering_agent.training import TrainConfig
+
+    episodes, steps = (2, 80) if quick else (4, 400)
+    batch, seq_len = (4, 8) if quick else (16, 16)
+    with tempfile.TemporaryDirectory() as tmp:
+        record_episodes(tmp, episodes, seed=0, max_steps=steps, progress=False)
+        report = load_episodes(tmp)
+    prepared = prepare(report.episodes, TrainConfig().preprocess)
+    set_torch_threads(int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1))
+    runs = [train_throughput(prepared, 1, batch, seq_len) for _ in range(repeats)]
+    params = {
+        "episodes": episodes,
+        "steps_per_episode": steps,
+        "batch": batch,
+        "seq_len": seq_len,
+        "frames_per_run": runs[0]["frames"],
+        "size": "200x66",
+    }
+    fps = [r["frames_per_s"] for r in runs]
+    out = [Measurement("train frames/s (train_epoch)", "frames/s", fps, params)]
+    peak = [r["peak_bytes_per_frame"] for r in runs]
+    if all(v is not None for v in peak):
+        mem = {**params, "peak_extra_mb": [r["peak_extra_mb"] for r in runs]}
+        kib = [v / 1024 for v in peak]
+        out.append(Measurement("train peak memory per frame of a batch", "KiB/frame", kib, mem))
+    return out

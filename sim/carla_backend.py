@@ -6,13 +6,9 @@ Keeps the env contract of `sim.contract` (`DrivingEnv`): the same observation, a
 recorder run unchanged on CARLA. The `carla` package is imported only when an env
 connects (importing `sim` never imports it).
 
-The camera mount takes `DriveEnv`'s keywords and conventions (`sim.camera`: right-handed
-car frame X forward, Y left, Z up; pitch positive down, roll positive clockwise seen
-from behind, yaw positive left) and is converted to CARLA's left-handed attachment
-transform (`carla_mount`): y and yaw change sign, and so does pitch (CARLA: + = nose up),
-roll keeps its sign (as the CARLA ROS bridge's `carla_rotation_to_RPY` converts back).
-`camera_height_m` and `camera_x_m` are taken relative to the vehicle actor's origin
-(CARLA puts it about on the ground under the car's centre).
+The camera mount takes `DriveEnv`'s keywords and conventions and is converted to CARLA's
+left-handed attachment transform (`sim.carla_session.carla_mount`, which says how); the
+actors are spawned by `sim.carla_sensors` (with CARLA's native ROS 2 camera on request).
 
 The env owns the world while it runs: synchronous mode at 0.05 s, the traffic manager in
 sync too, one tick per `step`. `close()` destroys every actor it spawned and restores the
@@ -23,8 +19,6 @@ does it at interpreter exit if nobody called `close()`.
 
 from __future__ import annotations
 
-import importlib
-import logging
 import math
 import queue
 import weakref
@@ -34,25 +28,29 @@ from typing import Any, ClassVar
 import cv2
 import gymnasium as gym
 import numpy as np
-from gymnasium import spaces
 
+from sim import carla_sensors as sensors
 from sim.camera import pinhole_intrinsics
-from sim.carla_route import PurePursuitExpert, RoutePolyline, carla_to_ros_pose, ros_to_carla_pose
+from sim.carla_route import (
+    PurePursuitExpert,
+    RoutePolyline,
+    carla_to_ros_pose,
+    ros_to_carla_pose,
+    route_from_waypoints,
+)
 from sim.carla_session import (
     CAMERA_MOUNT,
     DT,
-    START_SERVER_HINT,
-    CarlaConnectionError,
-    CarlaSensorTimeoutError,
+    CarlaConnectionError,  # noqa: F401  (re-exported: where older code found it)
+    CarlaSensorTimeoutError,  # noqa: F401
     _CarlaSession,
     carla_mount,
-    probe_carla_server,
-    vehicle_spec_from_physics,
+    import_carla,
+    open_session,
+    vehicle_spec_of,
 )
 from sim.contract import MAX_SPEED_OBS
 from sim.limits import check_limits
-
-log = logging.getLogger(__name__)
 
 
 class CarlaDriveEnv(gym.Env):
@@ -69,11 +67,17 @@ class CarlaDriveEnv(gym.Env):
         host, port, timeout: the CARLA server and the RPC timeout (s).
         town: map to load ("Town01"), or None to keep the loaded one.
         spawn_point: index into `map.get_spawn_points()`; None draws one from the seed.
-        vehicle_filter, role_name: the ego blueprint and its role (the bridge's defaults).
+        vehicle_filter: the ego blueprint.
+        role_name: the ego's role ("hero": CARLA's native ROS 2 subscribes control only
+            for `hero` or `ego`; the ROS bridge's own spawner uses `ego_vehicle`).
         target_speed_mps: cruise speed of the privileged expert.
         tm_port: traffic manager port.
-        enable_ros: name the car and camera for CARLA's native ROS 2 (`--ros2` servers):
-            `ros_name` = role_name / "rgb_front" and `camera.enable_for_ros()`.
+        ros_name: publish the camera over CARLA 0.9.16's native ROS 2 (a `--ros2` server)
+            under this name: the camera blueprint gets `ros_name`, the car ros_name =
+            `role_name`, and `camera.enable_for_ros()` is called, so the server publishes
+            `/carla/<role_name>/<ros_name>/image` and `.../camera_info`
+            (`sim.carla_sensors`; `ros_topics()`). None (default): not published.
+        enable_ros: shorthand for ros_name="rgb_front" (kept for older callers).
         carla_module: the `carla` module to use (tests pass a stand-in); default imports it.
     """
 
@@ -93,7 +97,7 @@ class CarlaDriveEnv(gym.Env):
         town: str | None = "Town01",
         spawn_point: int | None = 0,
         vehicle_filter: str = "vehicle.audi.tt",
-        role_name: str = "ego_vehicle",
+        role_name: str = sensors.NATIVE_ROLE,
         target_speed_mps: float = 8.0,
         waypoint_spacing_m: float = 1.0,
         tm_port: int = 8000,
@@ -106,6 +110,7 @@ class CarlaDriveEnv(gym.Env):
         camera_yaw_deg: float = 0.0 - CAMERA_MOUNT["yaw"],
         camera_x_m: float = CAMERA_MOUNT["x"],
         camera_y_m: float = 0.0 - CAMERA_MOUNT["y"],
+        ros_name: str | None = None,
     ):
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode={render_mode!r}: use None or 'rgb_array'")
@@ -137,19 +142,17 @@ class CarlaDriveEnv(gym.Env):
         self.vehicle_filter, self.role_name = vehicle_filter, role_name
         self.target_speed_mps = float(target_speed_mps)
         self.waypoint_spacing_m = float(waypoint_spacing_m)
-        self.tm_port, self.enable_ros = int(tm_port), bool(enable_ros)
+        if ros_name is None and enable_ros:
+            ros_name = sensors.BRIDGE_CAMERA
+        if ros_name is not None:
+            sensors.check_ros_token("ros_name", ros_name)
+            sensors.check_ros_token("role_name", role_name)
+        self.ros_name: str | None = ros_name
+        self.tm_port, self.enable_ros = int(tm_port), ros_name is not None
         self._carla_module = carla_module
         self.dt = DT
 
-        self.observation_space = spaces.Dict(
-            {
-                "image": spaces.Box(0, 255, (self.height, self.width, 3), np.uint8),
-                "speed": spaces.Box(0.0, MAX_SPEED_OBS, (1,), np.float32),
-            }
-        )
-        self.action_space = spaces.Box(
-            np.array([-1.0, 0.0, 0.0], np.float32), np.array([1.0, 1.0, 1.0], np.float32)
-        )
+        self.observation_space, self.action_space = sensors.contract_spaces(self.height, self.width)
         self._session: _CarlaSession | None = None
         self._finalizer: weakref.finalize | None = None
         self._frames: queue.Queue = queue.Queue()
@@ -166,45 +169,11 @@ class CarlaDriveEnv(gym.Env):
 
     # ---- connection -------------------------------------------------------------------
 
-    def _import_carla(self) -> ModuleType:
-        if self._carla_module is not None:
-            return self._carla_module
-        try:
-            return importlib.import_module("carla")
-        except ImportError as e:
-            raise CarlaConnectionError(
-                "CarlaDrive-v0 needs the CARLA client: `pip install carla==0.9.16` "
-                f"(import failed: {e})"
-            ) from e
-
     def _connect(self) -> _CarlaSession:
-        carla = self._import_carla()
-        # The client installed on disk (the child process imports it too): probe first.
-        if self._carla_module is None and getattr(carla, "__file__", None):
-            probe_carla_server(self.host, self.port, self.timeout)
-        session = _CarlaSession(carla)
-        try:
-            session.client = carla.Client(self.host, self.port)
-            session.client.set_timeout(self.timeout)
-            world = session.client.get_world()
-            if self.town and world.get_map().name.split("/")[-1] != self.town:
-                session.client.set_timeout(max(self.timeout, 60.0))  # map loads take a while
-                world = session.client.load_world(self.town)
-                session.client.set_timeout(self.timeout)
-        except RuntimeError as e:
-            raise CarlaConnectionError(
-                f"no CARLA server answered at {self.host}:{self.port} within "
-                f"{self.timeout:g} s ({e}); " + START_SERVER_HINT.format(port=self.port)
-            ) from e
-        session.world = world
-        session.original_settings = world.get_settings()
-        settings = world.get_settings()
-        settings.synchronous_mode = True
-        settings.fixed_delta_seconds = DT
-        world.apply_settings(settings)
-        session.traffic_manager = session.client.get_trafficmanager(self.tm_port)
-        session.traffic_manager.set_synchronous_mode(True)
-        return session
+        return open_session(
+            import_carla(self._carla_module), self.host, self.port, self.timeout, self.town,
+            self.tm_port, probe=self._carla_module is None,
+        )  # fmt: skip
 
     def _shutdown(self) -> None:
         session, self._session = self._session, None
@@ -221,97 +190,35 @@ class CarlaDriveEnv(gym.Env):
         carla, world = session.carla, session.world
         library = world.get_blueprint_library()
         spawn_points = world.get_map().get_spawn_points()
-        if not spawn_points:
-            raise RuntimeError(f"CARLA map {world.get_map().name} has no spawn points")
-        if self.spawn_point is None:
-            index = int(self.np_random.integers(len(spawn_points)))
-        elif not 0 <= self.spawn_point < len(spawn_points):
-            raise ValueError(
-                f"spawn_point={self.spawn_point}: this map has {len(spawn_points)} spawn "
-                f"points (0..{len(spawn_points) - 1}); pick one in range or None"
-            )
-        else:
-            index = self.spawn_point
-        car_bp = library.filter(self.vehicle_filter)[0]
-        car_bp.set_attribute("role_name", self.role_name)
-        if self.enable_ros:
-            car_bp.set_attribute("ros_name", self.role_name)
-        self._vehicle = world.spawn_actor(car_bp, spawn_points[index])
+        index = sensors.pick_spawn_point(len(spawn_points), self.spawn_point, self.np_random)
+        self._vehicle = sensors.spawn_ego(
+            world, library, self.vehicle_filter, self.role_name, self.ros_name,
+            spawn_points[index],
+        )  # fmt: skip
         session.actors.append(self._vehicle)
-
-        cam_bp = library.find("sensor.camera.rgb")
-        for key, value in (
-            ("image_size_x", self.width),
-            ("image_size_y", self.height),
-            ("fov", self.fov_deg),
-            ("sensor_tick", 0.0),  # every tick in synchronous mode
-            ("role_name", "rgb_front"),
-        ):
-            cam_bp.set_attribute(key, str(value))
-        if self.enable_ros:
-            cam_bp.set_attribute("ros_name", "rgb_front")
-        m = carla_mount(**self._mount)
-        mount = carla.Transform(
-            carla.Location(x=m["x"], y=m["y"], z=m["z"]),
-            carla.Rotation(pitch=m["pitch"], yaw=m["yaw"], roll=m["roll"]),
-        )
-        camera = world.spawn_actor(cam_bp, mount, attach_to=self._vehicle)
-        session.actors.append(camera)
-        camera.listen(self._frames.put)
-        if self.enable_ros:
-            camera.enable_for_ros()
-        for type_id, sink in (
-            ("sensor.other.collision", self._collisions),
-            ("sensor.other.lane_invasion", self._lane_invasions),
-        ):
-            sensor = world.spawn_actor(
-                library.find(type_id), carla.Transform(), attach_to=self._vehicle
-            )
-            session.actors.append(sensor)
-            sensor.listen(sink.append)  # list.append is atomic: safe from CARLA's thread
+        sensors.spawn_camera(
+            carla, world, library, self._vehicle, (self.width, self.height), self.fov_deg,
+            carla_mount(**self._mount), self.ros_name, self._frames.put, session.actors,
+        )  # fmt: skip
+        sensors.spawn_event_sensors(
+            carla, world, library, self._vehicle,
+            {"sensor.other.collision": self._collisions,
+             "sensor.other.lane_invasion": self._lane_invasions},
+            session.actors,
+        )  # fmt: skip
 
     def _build_route(self, session: _CarlaSession) -> None:
-        carla = session.carla
-        cmap = session.world.get_map()
-        wp = cmap.get_waypoint(
-            self._vehicle.get_transform().location,
-            project_to_road=True,
-            lane_type=carla.LaneType.Driving,
-        )
-        points, widths, length = [], [], 0.0
-        while wp is not None:
-            loc = wp.transform.location
-            x, y, _ = carla_to_ros_pose(loc.x, loc.y, 0.0)
-            if points:
-                length += math.hypot(x - points[-1][0], y - points[-1][1])
-            points.append((x, y))
-            widths.append(wp.lane_width)
-            if length >= self.route_length_m:
-                break
-            nxt = wp.next(self.waypoint_spacing_m)
-            # Junctions offer several successors: the seed picks one, reproducibly.
-            wp = nxt[int(self.np_random.integers(len(nxt)))] if nxt else None
-        if len(points) < 2:
-            raise RuntimeError(
-                f"CARLA map {cmap.name}: no drivable route from spawn point {self.spawn_point}"
-            )
-        self._route = RoutePolyline(np.asarray(points), np.asarray(widths))
-        self._vehicle_spec = self._read_vehicle_spec()
+        self._route = route_from_waypoints(
+            session.carla, session.world.get_map(), self._vehicle.get_transform().location,
+            self.route_length_m, self.waypoint_spacing_m, self.np_random,
+        )  # fmt: skip
+        self._vehicle_spec = vehicle_spec_of(self._vehicle)
         self._expert = PurePursuitExpert(
             self._route,
             self.target_speed_mps,
             wheelbase_m=self._vehicle_spec["wheelbase_m"],
             max_steer_rad=math.radians(self._vehicle_spec["max_steer_deg"]),
         )
-
-    def _read_vehicle_spec(self) -> dict[str, float]:
-        """The spawned car's wheelbase and wheel lock, where its physics control has them."""
-        try:
-            physics = self._vehicle.get_physics_control()
-        except Exception as e:  # an API without it: CARLA's default vehicle
-            log.warning("CARLA: no physics control for %s (%s)", self.vehicle_filter, e)
-            physics = None
-        return vehicle_spec_from_physics(physics)
 
     # ---- gym API ----------------------------------------------------------------------
 
@@ -364,11 +271,18 @@ class CarlaDriveEnv(gym.Env):
         """Tick once WITHOUT applying a control and return (obs, info).
 
         For an external controller driving the car, e.g. the agent node over CARLA's native
-        ROS 2 (`enable_ros=True`): this process only owns the clock and the episode.
+        ROS 2 (`ros_name=...`): this process only owns the clock and the episode.
         """
         if self._session is None or self._vehicle is None:
             raise RuntimeError("CarlaDriveEnv.advance() before reset(): call reset() first")
         return self._tick(None)
+
+    def ros_topics(self) -> dict[str, str] | None:
+        """The camera's native ROS 2 topics (image, camera_info), or None when the camera
+        is not published (`ros_name` None)."""
+        if self.ros_name is None:
+            return None
+        return sensors.native_topics(self.role_name, self.ros_name)
 
     def render(self) -> np.ndarray | None:
         """The last camera frame (RGB, a copy) with render_mode "rgb_array"; else None."""
@@ -459,17 +373,8 @@ class CarlaDriveEnv(gym.Env):
 
     def _camera_frame(self, frame: int) -> np.ndarray:
         """RGB of the camera image taken at `frame`; older frames are dropped."""
-        while True:
-            try:
-                image = self._frames.get(timeout=self.timeout)
-            except queue.Empty:
-                raise CarlaSensorTimeoutError(
-                    f"no camera image for frame {frame} within {self.timeout:g} s from "
-                    f"{self.host}:{self.port}; is the server overloaded (try a smaller "
-                    "width/height) or another client ticking the world?"
-                ) from None
-            if image.frame >= frame:
-                break
+        where = f"{self.host}:{self.port}"
+        image = sensors.wait_for_frame(self._frames, frame, self.timeout, where)
         bgra = np.frombuffer(image.raw_data, dtype=np.uint8).reshape(image.height, image.width, 4)
         self._last_rgb = cv2.cvtColor(bgra, cv2.COLOR_BGRA2RGB)  # one pass, contiguous
         return self._last_rgb

@@ -118,3 +118,29 @@ class PurePursuitExpert:
         throttle = float(np.clip(0.5 * speed_err, 0.0, 0.75))
         brake = float(np.clip(-0.3 * speed_err, 0.0, 1.0)) if speed_err < -1.0 else 0.0
         return np.array([steer, throttle, brake], dtype=np.float32)
+
+
+def route_from_waypoints(
+    carla, cmap, location, length_m: float, spacing_m: float, rng: np.random.Generator
+) -> RoutePolyline:
+    """The route ahead of `location` on CARLA map `cmap`: its driving lane's waypoints
+    every `spacing_m` until `length_m`, in the ROS frame; at a junction `rng` picks the
+    successor (so the seed picks the turns, reproducibly)."""
+    wp = cmap.get_waypoint(location, project_to_road=True, lane_type=carla.LaneType.Driving)
+    points, widths, length = [], [], 0.0
+    while wp is not None:
+        loc = wp.transform.location
+        x, y, _ = carla_to_ros_pose(loc.x, loc.y, 0.0)
+        if points:
+            length += math.hypot(x - points[-1][0], y - points[-1][1])
+        points.append((x, y))
+        widths.append(wp.lane_width)
+        if length >= length_m:
+            break
+        nxt = wp.next(spacing_m)
+        wp = nxt[int(rng.integers(len(nxt)))] if nxt else None
+    if len(points) < 2:
+        raise RuntimeError(
+            f"CARLA map {cmap.name}: no drivable route from ({location.x:.1f}, {location.y:.1f})"
+        )
+    return RoutePolyline(np.asarray(points), np.asarray(widths))

@@ -4,6 +4,7 @@ on the server (`sim.carla_backend` is the env itself)."""
 
 from __future__ import annotations
 
+import importlib
 import logging
 from types import ModuleType
 from typing import Any
@@ -81,6 +82,17 @@ def vehicle_spec_from_physics(physics: Any) -> dict[str, float]:
     return spec
 
 
+def vehicle_spec_of(vehicle: Any) -> dict[str, float]:
+    """`vehicle_spec_from_physics` of a spawned car (CARLA's default vehicle where its
+    physics control cannot be read)."""
+    try:
+        physics = vehicle.get_physics_control()
+    except Exception as e:  # an API without it: CARLA's default vehicle
+        log.warning("CARLA: no physics control for %s (%s)", getattr(vehicle, "type_id", "?"), e)
+        physics = None
+    return vehicle_spec_from_physics(physics)
+
+
 class CarlaConnectionError(RuntimeError):
     """No CARLA server answered at host:port within the timeout (or `carla` is missing)."""
 
@@ -129,6 +141,63 @@ def probe_carla_server(host: str, port: int, timeout: float) -> str:
             + START_SERVER_HINT.format(port=port)
         )
     return out.stdout.strip()
+
+
+def import_carla(module: ModuleType | None = None) -> ModuleType:
+    """`module` (tests pass a stand-in), else the installed `carla` client.
+
+    Raises:
+        CarlaConnectionError: the client is not installed (names the pip command).
+    """
+    if module is not None:
+        return module
+    try:
+        return importlib.import_module("carla")
+    except ImportError as e:
+        raise CarlaConnectionError(
+            "CarlaDrive-v0 needs the CARLA client: `pip install carla==0.9.16` "
+            f"(import failed: {e})"
+        ) from e
+
+
+def open_session(
+    carla: ModuleType, host: str, port: int, timeout: float, town: str | None,
+    tm_port: int, probe: bool = True,
+) -> _CarlaSession:  # fmt: skip
+    """Connect to the server at host:port, load `town` (None: keep the loaded map) and
+    take the world: synchronous mode at `DT`, the traffic manager in sync too.
+
+    probe: ask the server its version from a child process first (`probe_carla_server`),
+        where the client is installed on disk (a stand-in module has no `__file__`).
+
+    Raises:
+        CarlaConnectionError: no server answered (names host:port and how to start one).
+    """
+    if probe and getattr(carla, "__file__", None):
+        probe_carla_server(host, port, timeout)
+    session = _CarlaSession(carla)
+    try:
+        session.client = carla.Client(host, port)
+        session.client.set_timeout(timeout)
+        world = session.client.get_world()
+        if town and world.get_map().name.split("/")[-1] != town:
+            session.client.set_timeout(max(timeout, 60.0))  # map loads take a while
+            world = session.client.load_world(town)
+            session.client.set_timeout(timeout)
+    except RuntimeError as e:
+        raise CarlaConnectionError(
+            f"no CARLA server answered at {host}:{port} within {timeout:g} s ({e}); "
+            + START_SERVER_HINT.format(port=port)
+        ) from e
+    session.world = world
+    session.original_settings = world.get_settings()
+    settings = world.get_settings()
+    settings.synchronous_mode = True
+    settings.fixed_delta_seconds = DT
+    world.apply_settings(settings)
+    session.traffic_manager = session.client.get_trafficmanager(tm_port)
+    session.traffic_manager.set_synchronous_mode(True)
+    return session
 
 
 class CarlaSensorTimeoutError(RuntimeError):

@@ -219,7 +219,10 @@ class Map:
         self.server, self.name = server, server.map_name
 
     def get_spawn_points(self) -> list[Transform]:
-        return [Transform(Location(x, 0.0, 0.5), Rotation()) for x in (0.0, 100.0)]
+        return [
+            Transform(Location(x, y, 0.5), Rotation(yaw=yaw))
+            for x, y, yaw in self.server.spawn_points
+        ]
 
     def get_waypoint(self, location, project_to_road=True, lane_type=None):
         off_lane = abs(location.y) > self.server.lane_width / 2.0
@@ -304,11 +307,23 @@ class StandinServer:
         self.collide_at_frame: int | None = None
         self.physics_control = True  # False: get_physics_control raises
         self.wheelbase_m, self.max_steer_deg = 2.47, 70.0  # the stand-in's car
+        # (x, y, yaw_deg) in CARLA's frame; off-centre ones give the expert work to do
+        self.spawn_points: list[tuple[float, float, float]] = [(0.0, 0.0, 0.0), (100.0, 0.0, 0.0)]
+        self.die_after_ticks: int | None = None  # the server "crashes" after that many ticks
 
     def maybe_fail(self, name: str) -> None:
+        if not self.reachable:
+            raise RuntimeError(f"carla stand-in: the server is gone ({name})")
         self.calls[name] = self.calls.get(name, 0) + 1
         if self.fail_at.get(name) == self.calls[name]:
             raise RuntimeError(f"carla stand-in: injected failure in {name}")
+        dies = self.die_after_ticks
+        if name == "tick" and dies is not None and self.calls[name] > dies:
+            self.reachable = False  # every later call fails too, a new client as well
+            raise RuntimeError(
+                f"carla stand-in: the server died after {dies} ticks "
+                "(rpc::rpc_error: connection closed)"
+            )
 
     def camera_bytes(self, frame: int, w: int, h: int) -> bytes:
         img = np.empty((h, w, 4), np.uint8)
@@ -373,11 +388,32 @@ class Client:
 
 
 def make_carla_standin(**server_options: Any) -> types.ModuleType:
-    """A fresh stand-in `carla` module with its own fake server (`module.server`)."""
+    """A fresh stand-in `carla` module with its own fake server (`module.server`), which
+    every `Client(host, port)` reaches whatever the address."""
     server = StandinServer(**server_options)
-    mod = types.ModuleType("carla", "STAND-IN for the carla client module (tests only)")
+    mod = _module()
     mod.server = server
     mod.Client = lambda host, port, worker_threads=0: Client(server, host, port)
+    return mod
+
+
+def make_carla_standin_servers(addresses: list[str], **server_options: Any) -> types.ModuleType:
+    """A stand-in `carla` module with one fake server per "host:port" of `addresses`
+    (`module.servers[address]`): `Client(host, port)` talks to the server at that
+    address; any other address refuses the connection (every call raises), as a port
+    with no CARLA server behind it. Each server's calls go to its own `log`."""
+    servers = {a: StandinServer(**server_options) for a in addresses}
+    nobody = StandinServer(reachable=False)
+    mod = _module()
+    mod.servers = servers
+    mod.Client = lambda host, port, worker_threads=0: Client(
+        servers.get(f"{host}:{port}", nobody), host, port
+    )
+    return mod
+
+
+def _module() -> types.ModuleType:
+    mod = types.ModuleType("carla", "STAND-IN for the carla client module (tests only)")
     mod.command = types.SimpleNamespace(
         DestroyActor=lambda actor_id: types.SimpleNamespace(actor_id=actor_id)
     )

@@ -568,14 +568,53 @@ def test_standin_truncates_at_step_limit(standin):
     env.close()
 
 
-def test_standin_native_ros_names(standin):
-    env = make_env(standin, enable_ros=True, role_name="hero")
+@pytest.mark.parametrize("role, ros_name", [("hero", "front_cam"), ("ego", "rgb_front")])
+def test_standin_native_ros_camera_named_and_enabled(standin, role, ros_name):
+    env = make_env(standin, ros_name=ros_name, role_name=role)
+    assert env.ros_topics() == {
+        "image": f"/carla/{role}/{ros_name}/image",
+        "camera_info": f"/carla/{role}/{ros_name}/camera_info",
+    }
     env.reset(seed=0)
-    log = standin.server.log
-    assert ("set_attribute", "vehicle.audi.tt", "ros_name", "hero") in log
-    assert ("set_attribute", "sensor.camera.rgb", "ros_name", "rgb_front") in log
-    assert len(calls(standin, "enable_for_ros")) == 1
+    srv = standin.server
+    log = srv.log
+    assert ("set_attribute", "vehicle.audi.tt", "role_name", role) in log
+    assert ("set_attribute", "vehicle.audi.tt", "ros_name", role) in log
+    assert ("set_attribute", "sensor.camera.rgb", "ros_name", ros_name) in log
+    cam = next(a for a in srv.actors.values() if a.type_id == "sensor.camera.rgb")
+    assert cam.attributes["ros_name"] == ros_name and cam.ros_enabled
+    assert [c[1] for c in calls(standin, "enable_for_ros")] == [cam.id]  # the camera only
+    # enabled after it listens, before the first tick of the episode
+    order = [c for c in log if c[0] in ("listen", "enable_for_ros", "tick")]
+    assert order.index(("listen", "sensor.camera.rgb")) < order.index(("enable_for_ros", cam.id))
+    assert order.index(("enable_for_ros", cam.id)) < next(
+        i for i, c in enumerate(order) if c[0] == "tick"
+    )
+    env.step([0.0, 0.3, 0.0])
     env.close()
+    assert srv.alive_actor_ids() == []
+
+
+def test_standin_camera_not_published_by_default(standin):
+    env = make_env(standin)
+    assert env.role_name == "hero" and env.ros_name is None and env.ros_topics() is None
+    env.reset(seed=0)
+    assert not [c for c in calls(standin, "set_attribute") if c[2] == "ros_name"]
+    assert calls(standin, "enable_for_ros") == []
+    env.close()
+
+
+def test_enable_ros_is_shorthand_for_rgb_front(standin):
+    env = make_env(standin, enable_ros=True)
+    assert env.ros_name == "rgb_front"
+    assert env.ros_topics()["image"] == "/carla/hero/rgb_front/image"
+
+
+@pytest.mark.parametrize("kw", [{"ros_name": "front cam"}, {"ros_name": ""},
+                                {"ros_name": "cam", "role_name": "my/car"}])  # fmt: skip
+def test_bad_native_ros_names_are_refused(kw):
+    with pytest.raises(ValueError, match="native ROS 2 name"):
+        CarlaDriveEnv(carla_module=object(), **kw)
 
 
 def test_standin_spawn_point_out_of_range_is_clear(standin):
@@ -726,7 +765,7 @@ def test_param_files_match_the_naming_schemes():
     for key in TOPIC_KEYS:
         assert declared[key][0] in (bridge[key], UNKNOWN), key
     bridge_role = re.fullmatch(r"/carla/([^/]+)/[^/]+/image", topics.IMAGE).group(1)
-    assert bridge_role == topics.ROLE == CarlaDriveEnv(carla_module=object()).role_name
+    assert bridge_role == topics.ROLE  # the bridge's own spawner names the ego so
 
     # The native file: CARLA's native ROS 2 names, /carla/<role>/<sensor>/..., with the
     # role and camera name that CarlaDrive-v0 gives its actors for native ROS 2.
@@ -735,11 +774,13 @@ def test_param_files_match_the_naming_schemes():
     assert m, native["image_topic"]
     role, sensor = m["role"], m["sensor"]
     assert native["control_topic"] == f"/carla/{role}/vehicle_control_cmd"
-    assert native["speed_topic"] == f"/carla/{role}/speedometer"
+    assert native["speed_topic"].startswith(f"/carla/{role}/")  # no native speedometer
     assert native["twist_topic"] == f"/carla/{role}/twist"
     assert native["control_type"] == "carla"  # native CARLA subscribes to no Twist
+    assert role == CarlaDriveEnv(carla_module=object()).role_name  # the env's default
     standin = make_carla_standin()
-    env = make_env(standin, enable_ros=True, role_name=role)
+    env = make_env(standin, ros_name=sensor)
+    assert env.ros_topics()["image"] == native["image_topic"]
     env.reset(seed=0)
     ros_names = {e[1]: e[3] for e in calls(standin, "set_attribute") if e[2] == "ros_name"}
     env.close()

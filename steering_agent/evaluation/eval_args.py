@@ -78,6 +78,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "one; its CPUs drive the seeds (docs/scale.md)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    from steering_agent.evaluation.carla_eval import add_carla_arguments
+
+    add_carla_arguments(parser)  # --env, --carla-servers, ...
     from sim.limits import LIMITS
 
     cam = parser.add_argument_group(

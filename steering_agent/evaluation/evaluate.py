@@ -280,7 +280,10 @@ def uses_ray(args: argparse.Namespace) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
+    from steering_agent.evaluation.carla_eval import run_carla, wants_carla
 
+    if wants_carla(args):  # one env per CARLA server (steering_agent.evaluation.carla_eval)
+        return run_carla(args)
     fan = uses_ray(args)  # before anything slow: a missing extra is one line at once
     cfg, seeds = check_inputs(args)
     if args.suite:

@@ -241,14 +241,37 @@ class RoadRenderer:
         `colour` image (shadows go into the light layer: `_light_layer`)."""
         self._xsec.draw(colour, aff, s_lo, s_hi, res, fine)
 
-    def _shadow_polys(self, aff: np.ndarray, s_lo: float, s_hi: float) -> list | None:
-        """The shadow polygons near [s_lo, s_hi] in patch pixels, or None if there are none."""
+    def _shadow_polys(
+        self,
+        aff: np.ndarray,
+        s_lo: float,
+        s_hi: float,
+        roi: tuple[int, int, int, int] | None = None,
+    ) -> list | None:
+        """The shadow polygons near [s_lo, s_hi] in patch pixels, or None if there are none.
+
+        With `roi` (r0, r1, c0, c1), polygons whose bounding box misses it (by a margin)
+        are left out: they change no pixel there (one fill's parity is per polygon)."""
         out = None
         for polys, s_list in self._shadow_groups:
             i = bisect_left(s_list, s_lo - 5.0)
             j = bisect_left(s_list, s_hi + 5.0)
             if j > i:
-                got = list((polys[i:j] @ aff[:, :2].T + aff[:, 2]).astype(np.int32))
+                got = (polys[i:j] @ aff[:, :2].T + aff[:, 2]).astype(np.int32)
+                if roi is not None and j - i >= 12:  # only many shadows pay for the test
+                    r0, r1, c0, c1 = roi
+                    lo, hi = got.min(axis=1), got.max(axis=1)
+                    keep = (
+                        (hi[:, 0] >= (c0 - 2) * ONE)
+                        & (lo[:, 0] <= (c1 + 2) * ONE)
+                        & (hi[:, 1] >= (r0 - 2) * ONE)
+                        & (lo[:, 1] <= (r1 + 2) * ONE)
+                    )
+                    if not keep.all():
+                        got = got[keep]
+                    if not len(got):
+                        continue
+                got = list(got)
                 out = got if out is None else out + got
         return out
 
@@ -315,7 +338,7 @@ class RoadRenderer:
         aff = self._affine(x, y, yaw, m.near_top, m.near_left, m.near_res)
         self.draw_patch(near, aff, near_lo, near_hi, m.near_res, True)
         light_near = self._light_layer(
-            self._shadow_polys(aff, near_lo, near_hi),
+            self._shadow_polys(aff, near_lo, near_hi, m.near_roi),
             tex_near,
             self._light[: m.near_h, : m.near_w],
             m.near_roi,
@@ -325,7 +348,7 @@ class RoadRenderer:
         aff = self._affine(x, y, yaw, FAR_DIST_M, m.far_left, m.far_res)
         self.draw_patch(far, aff, far_lo, far_hi, m.far_res, False)
         light_far = self._light_layer(
-            self._shadow_polys(aff, far_lo, far_hi),
+            self._shadow_polys(aff, far_lo, far_hi, m.far_roi),
             tex_far,
             self._light[m.near_h : m.sky_row0, : m.far_w],
             m.far_roi,

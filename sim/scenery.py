@@ -4,10 +4,11 @@ drawn over a `RoadRenderer` frame in perspective, with collisions and ground sha
 Drawing: each object is a few flat-shaded world polygons (`sim.props`, `sim.vehicles`).
 Per frame the polygons near the car are found by arc length (sorted, `bisect`), moved
 into the camera frame with one matrix product (the `IpmCamera` model: car frame X
-forward, Y left, Z up, camera axes from `camera_axes`), back faces and polygons wholly
-behind the camera or outside the view are culled, the few that cross the near plane
-(or project far outside the image) are clipped, and the rest are filled far to near
-(painter's algorithm by object centre depth) with `cv2.fillConvexPoly`.
+forward, Y left, Z up, camera axes from `camera_axes`), then
+`sim.scenery_draw.PolyRaster` culls back faces and polygons wholly behind the camera,
+outside the view or under a pixel, clips the few that cross the near plane (or project
+far outside the image), and fills the rest far to near (painter's algorithm by object
+centre depth) with `cv2.fillConvexPoly`.
 
 Collisions: the ego is a 4.7 m x 1.9 m rectangle centred on its reference point (the
 road coordinates (s, lateral) the env reports), aligned with the road; objects and
@@ -24,34 +25,12 @@ import numpy as np
 
 from sim.lanes import RoadLayout
 from sim.props import PolySet, populate
+from sim.scenery_draw import ONE, SHIFT, ZNEAR, PolyRaster
 from sim.vehicles import Traffic
 
-SHIFT = 3
-ONE = 1 << SHIFT
 BEHIND_M, AHEAD_M = 12.0, 85.0
-ZNEAR = 0.2
-GUARD_PX = 8000.0  # cv2 drawing needs |pixel| < 2**15 (fixed point)
 EGO_HALF_LEN, EGO_HALF_WID = 2.35, 0.95
 POOL_M = 6.0  # street light pool radius at night
-
-
-def _clip(poly: list, keep) -> list:
-    """Sutherland-Hodgman: the part of `poly` (list of tuples) where keep(p) >= 0,
-    keep linear in p."""
-    out = []
-    n = len(poly)
-    for k in range(n):
-        p, q = poly[k - 1], poly[k]
-        dp, dq = keep(p), keep(q)
-        if dq >= 0:
-            if dp < 0:
-                t = dp / (dp - dq)
-                out.append(tuple(a + t * (b - a) for a, b in zip(p, q, strict=True)))
-            out.append(q)
-        elif dp >= 0:
-            t = dp / (dp - dq)
-            out.append(tuple(a + t * (b - a) for a, b in zip(p, q, strict=True)))
-    return out
 
 
 class Scenery:
@@ -70,6 +49,7 @@ class Scenery:
         cam = camera
         self._axes = np.stack((cam._axis, cam._right, cam._down))  # rows: z, x, y of camera
         self._mount = np.array([cam.mount_x_m, cam.mount_y_m, cam.mount_height_m])
+        self._raster = PolyRaster(cam)
         self._finalise()
 
     # -- construction --------------------------------------------------------------------
@@ -150,8 +130,13 @@ class Scenery:
         ps = self._ps
         order = np.argsort(np.asarray(ps.s, np.float64), kind="stable")
         n = order.size
-        self._verts = np.stack(ps.verts)[order] if n else np.zeros((0, 8, 3))
-        self._normals = np.asarray(ps.normals, np.float64).reshape(-1, 3)[order]
+        verts = np.stack(ps.verts)[order] if n else np.zeros((0, 8, 3))
+        # (8, 3, n) and (3, n): per frame one (batched) matrix product each, in the
+        # layout `PolyRaster.fill` takes
+        self._verts = np.ascontiguousarray(verts.transpose(1, 2, 0))
+        self._normals = np.ascontiguousarray(
+            np.asarray(ps.normals, np.float64).reshape(-1, 3)[order].T
+        )
         self._anchors = np.asarray(ps.anchors, np.float64).reshape(-1, 3)[order]
         self._cols = [ps.cols[k] for k in order.tolist()]
         self._s_list = np.asarray(ps.s, np.float64)[order].tolist()
@@ -262,19 +247,18 @@ class Scenery:
             return
         if self._lamp_s:
             self._draw_pools(img, s, m, off)
-        n = j - i
-        pc = (self._verts[i:j].reshape(-1, 3) @ m.T + off).reshape(n, 8, 3)
-        ncam = self._normals[i:j] @ m.T
+        pc = m @ self._verts[:, :, i:j] + off[:, None]
+        ncam = m @ self._normals[:, i:j]
         depth = self._anchors[i:j] @ m[0] + off[0]
         cols = self._cols[i:j]
         if dyn is not None:
             dpc, dn, dd, dc = dyn
-            pc = np.concatenate((pc, dpc))
-            ncam = np.concatenate((ncam, dn))
+            pc = np.concatenate((pc, dpc), axis=2)
+            ncam = np.concatenate((ncam, dn), axis=1)
             depth = np.concatenate((depth, dd))
             cols = cols + dc
-        if len(pc):
-            self._raster(img, pc, ncam, depth, cols)
+        if pc.shape[2]:
+            self._raster.fill(img, pc, ncam, depth, cols)
 
     def _to_camera(self, x, y, yaw):
         """(M, off): camera coords (z, x, y) = world @ M.T + off."""
@@ -283,90 +267,6 @@ class Scenery:
         m = self._axes @ rcar
         off = -(m @ np.array([x, y, 0.0])) - self._axes @ self._mount
         return m, off
-
-    def _raster(self, img, pc, ncam, depth, cols) -> None:
-        """Cull, clip, sort and fill polygons given in camera coordinates (n, 8, 3)."""
-        cam = self.camera
-        z = pc[..., 0]
-        near = z < ZNEAR
-        front = np.einsum("ij,ij->i", ncam, pc[:, 0, :]) <= 0.0  # normal towards camera
-        zc = np.maximum(z, ZNEAR)
-        u = cam.cx + cam.fx * pc[..., 1] / zc
-        v = cam.cy + cam.fy * pc[..., 2] / zc
-        umin, umax, vmin, vmax = u.min(1), u.max(1), v.min(1), v.max(1)
-        w, h = cam.width, cam.height
-        any_near = near.any(axis=1)
-        du, dv = umax - umin, vmax - vmin  # too thin or too small to cover a pixel: skip
-        show = (
-            front
-            & ~any_near
-            & (umax >= 0)
-            & (umin < w)
-            & (vmax >= 0)
-            & (vmin < h)
-            & (du > 0.3)
-            & (dv > 0.3)
-            & (du + dv > 1.2)
-        )
-        slow = np.flatnonzero(front & any_near & ~near.all(axis=1))
-        if slow.size:  # crossing the near plane: keep those not wholly outside a side plane
-            q = pc[slow]
-            qz, qx, qy = q[..., 0], q[..., 1], q[..., 2]
-            out = (
-                ((cam.fx * qx + cam.cx * qz) < 0).all(1)
-                | ((cam.fx * qx - (w - cam.cx) * qz) > 0).all(1)
-                | ((cam.fy * qy + cam.cy * qz) < 0).all(1)
-                | ((cam.fy * qy - (h - cam.cy) * qz) > 0).all(1)
-            )
-            slow = slow[~out]
-            show[slow] = True
-        big = show & (
-            (umin < -GUARD_PX) | (vmin < -GUARD_PX) | (umax > GUARD_PX + w) | (vmax > GUARD_PX + h)
-        )
-        idx = np.flatnonzero(show)
-        if not idx.size:
-            return
-        idx = idx[np.argsort(-depth[idx], kind="stable")]
-        pts = np.empty((*u.shape, 2), np.int32)
-        np.rint(u * ONE, out=pts[..., 0], casting="unsafe")
-        np.rint(v * ONE, out=pts[..., 1], casting="unsafe")
-        fill = cv2.fillConvexPoly
-        special = set(slow.tolist()) | set(np.flatnonzero(big).tolist())
-        for k in idx.tolist():
-            if k in special:
-                p = self._clipped(pc[k])
-                if p is None:
-                    continue
-                fill(img, p, cols[k], cv2.LINE_8, SHIFT)
-            else:
-                fill(img, pts[k], cols[k], cv2.LINE_8, SHIFT)
-
-    def _clipped(self, pc: np.ndarray):
-        """Fixed-point pixels of one polygon (camera coords (8, 3)) clipped to the near
-        plane and to a guard band around the image; None when nothing is left."""
-        cam = self.camera
-        poly = _clip([tuple(r) for r in pc.tolist()], lambda p: p[0] - ZNEAR)
-        if len(poly) < 3:
-            return None
-        fx, fy, cx, cy = cam.fx, cam.fy, cam.cx, cam.cy
-        uv = [(cx + fx * p[1] / p[0], cy + fy * p[2] / p[0]) for p in poly]
-        g = (-GUARD_PX, GUARD_PX + cam.width, -GUARD_PX, GUARD_PX + cam.height)
-        if (
-            min(p[0] for p in uv) < g[0]
-            or max(p[0] for p in uv) > g[1]
-            or min(p[1] for p in uv) < g[2]
-            or max(p[1] for p in uv) > g[3]
-        ):
-            for keep in (
-                lambda p: p[0] - g[0],
-                lambda p: g[1] - p[0],
-                lambda p: p[1] - g[2],
-                lambda p: g[3] - p[1],
-            ):
-                uv = _clip(uv, keep)
-                if len(uv) < 3:
-                    return None
-        return np.rint(np.asarray(uv) * ONE).astype(np.int32)
 
     def _draw_pools(self, img, s, m, off) -> None:
         """Night: light pools of the street lamps within 45 m, added onto the road."""

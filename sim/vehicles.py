@@ -162,7 +162,8 @@ class Traffic:
         self.flip = self.sign.copy()
         self._s_first, self._inv_ds = float(road.s[0]), 1.0 / road.ds
         self._last = road.s.size - 1
-        self._tv_flat = self.tv.reshape(-1, 3)
+        self._tv_t = np.ascontiguousarray(self.tv.transpose(1, 2, 0))  # (8, 3, T)
+        self._tn_t = np.ascontiguousarray(self.tn.T)  # (3, T)
         self.span = span
         self.half_len = 0.5 * CAR_LEN_M
         self.half_wid = 0.5 * CAR_WID_M
@@ -175,11 +176,17 @@ class Traffic:
         return self.lo + np.mod(self.s0 + self.sign * self.speed * t_s - self.lo, self.span)
 
     def camera_polys(
-        self, s: float, t_s: float, behind: float, ahead: float, m: np.ndarray, off: np.ndarray
+        self,
+        s: float,
+        t_s: float,
+        behind: float,
+        ahead: float,
+        m: np.ndarray,
+        off: np.ndarray,
     ):
         """The vehicles within [s-behind, s+ahead] at time t_s in camera coordinates
-        (world -> camera: p @ m.T + off): (verts (n, 8, 3), normals (n, 3), depth (n,),
-        colours), or None when there are none."""
+        (world -> camera: p @ m.T + off): (verts (8, 3, n): vertex, z x y, polygon; normals
+        (3, n), depth (n,), colours), or None when there are none."""
         if not self.s0.size:
             return None
         st = self.lo + np.mod(self.s0 + self.vel * t_s - self.lo, self.span)
@@ -195,6 +202,7 @@ class Traffic:
         off_l = self.lane[idx]
         cx = road.x[k] + along * c - off_l * sn
         cy = road.y[k] + along * sn + off_l * c
+        b = np.stack((cx, cy, np.zeros(idx.size)), axis=1) @ m.T + off
         flip = self.flip[idx]
         c, sn = c * flip, sn * flip  # oncoming cars face the other way
         n = idx.size
@@ -202,13 +210,13 @@ class Traffic:
         rot[:, 0, 0], rot[:, 0, 1], rot[:, 1, 0], rot[:, 1, 1] = c, -sn, sn, c
         rot[:, 2, 2] = 1.0
         a = m @ rot  # (n, 3, 3): template -> camera
-        b = np.stack((cx, cy, np.zeros(n)), axis=1) @ m.T + off
-        at = a.transpose(0, 2, 1)
-        pc = self._tv_flat @ at + b[:, None, :]
-        nc = self.tn @ at
-        depth = np.repeat(b[:, 0] + 0.8 * a[:, 0, 2], self.tn.shape[0])
+        pc = a[:, None] @ self._tv_t + b[:, None, :, None]  # (n, 8, 3, T)
+        nc = a @ self._tn_t  # (n, 3, T)
+        t = self.tn.shape[0]
+        depth = np.repeat(b[:, 0] + 0.8 * a[:, 0, 2], t)
         cols = [col for i in idx.tolist() for col in self.colours[i]]
-        return pc.reshape(-1, K, 3), nc.reshape(-1, 3), depth, cols
+        pc = pc.transpose(1, 2, 0, 3).reshape(K, 3, n * t)
+        return pc, nc.transpose(1, 0, 2).reshape(3, n * t), depth, cols
 
     def overlaps(
         self, s: float, lateral: float, t_s: float, half_len: float, half_wid: float

@@ -2,6 +2,7 @@
 
 import dataclasses
 
+import cv2
 import numpy as np
 import pytest
 
@@ -97,3 +98,19 @@ def test_glare_brightens_where_the_sun_is_in_view():
     w.apply(toward, 0, yaw=yaw)
     w.apply(away, 0, yaw=yaw + np.pi)
     assert toward.mean() > away.mean()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_lut_is_single_channel_only_when_all_channels_agree(kind):
+    """The per-channel table collapses to one (a faster cv2.LUT) only when it is the
+    same for every channel, so frames do not change."""
+    w = Weather.build(2, IpmCamera(200, 66), kind)
+    lut = w._lut(1.0)
+    img = np.random.default_rng(1).integers(0, 256, (66, 200, 3), dtype=np.uint8)
+    if lut.ndim == 2:  # one table: the same values as the three-channel form
+        assert len(set(w.tint)) == 1
+        out = cv2.LUT(img, lut)
+        assert np.array_equal(out, cv2.LUT(img, np.repeat(lut[:, :, None], 3, axis=2)))
+    else:
+        assert lut.shape == (1, 256, 3)
+        assert not (lut == lut[:, :, :1]).all()

@@ -1,0 +1,141 @@
+"""The per-frame rasteriser of `sim.scenery`: camera-frame polygons to filled pixels.
+
+`PolyRaster(camera).fill(img, pc, ncam, depth, cols)` culls back faces, polygons wholly
+behind the camera, outside the view or under a pixel, clips the few that cross the near
+plane (or project far outside the image), and fills the rest far to near (painter's
+algorithm by `depth`) with `cv2.fillConvexPoly`. The work is a fixed, small number of
+numpy calls on all polygons at once, then one lean Python loop over those drawn.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+SHIFT = 3
+ONE = 1 << SHIFT
+ZNEAR = 0.2
+GUARD_PX = 8000.0  # cv2 drawing needs |pixel| < 2**15 (fixed point)
+_LINE_8 = int(cv2.LINE_8)
+
+
+def clip_poly(poly: list, keep) -> list:
+    """Sutherland-Hodgman: the part of `poly` (list of tuples) where keep(p) >= 0,
+    keep linear in p."""
+    out = []
+    n = len(poly)
+    for k in range(n):
+        p, q = poly[k - 1], poly[k]
+        dp, dq = keep(p), keep(q)
+        if dq >= 0:
+            if dp < 0:
+                t = dp / (dp - dq)
+                out.append(tuple(a + t * (b - a) for a, b in zip(p, q, strict=True)))
+            out.append(q)
+        elif dp >= 0:
+            t = dp / (dp - dq)
+            out.append(tuple(a + t * (b - a) for a, b in zip(p, q, strict=True)))
+    return out
+
+
+class PolyRaster:
+    """Draws polygons given in camera coordinates (z forward, x right, y down) for one
+    camera (see the module doc)."""
+
+    def __init__(self, camera) -> None:
+        cam = camera
+        self.camera = cam
+        self.fx, self.fy, self.cx, self.cy = cam.fx, cam.fy, cam.cx, cam.cy
+        self.w, self.h = cam.width, cam.height
+        self._fxy = np.array([[cam.fx], [cam.fy]])
+        self._cxy = np.array([[cam.cx], [cam.cy]])
+        self._wh = np.array([[cam.width], [cam.height]], np.float64)
+        self._guard_hi = self._wh + GUARD_PX
+
+    def fill(self, img, p: np.ndarray, nc: np.ndarray, depth: np.ndarray, cols) -> None:
+        """Cull, clip, sort and fill polygons: `p` (8, 3, n) their vertices in camera
+        coordinates (vertex, then z x y, then polygon: reductions over the vertices run
+        along the first axis, which numpy does fast), `nc` (3, n) their normals, `depth`
+        (n,) their painter's depths, `cols` their colours (n tuples)."""
+        z = p[:, 0]
+        front = (nc[0] * z[0] + nc[1] * p[0, 1] + nc[2] * p[0, 2]) <= 0.0
+        zlo = z.min(axis=0)
+        # u and v together: (8, 2, n)
+        uv = self._cxy + self._fxy * p[:, 1:] / np.maximum(z, ZNEAR)[:, None, :]
+        lo, hi = uv.min(axis=0), uv.max(axis=0)  # (2, n)
+        d = hi - lo  # too thin or too small to cover a pixel: skip
+        show = (
+            front
+            & (zlo >= ZNEAR)
+            & (hi >= 0).all(axis=0)
+            & (lo < self._wh).all(axis=0)
+            & (d > 0.3).all(axis=0)
+            & (d[0] + d[1] > 1.2)
+        )
+        special: set = set()
+        if zlo.min() < ZNEAR:
+            slow = np.flatnonzero(front & (zlo < ZNEAR) & (z.max(axis=0) >= ZNEAR))
+            if slow.size:  # crossing the near plane: keep those not wholly outside a side
+                special.update(self._keep_crossing(p, slow).tolist())
+                show[list(special)] = True
+        if lo.min() < -GUARD_PX or hi.max() > GUARD_PX:
+            big = show & ((lo < -GUARD_PX).any(axis=0) | (hi > self._guard_hi).any(axis=0))
+            special.update(np.flatnonzero(big).tolist())
+        idx = np.flatnonzero(show)
+        if not idx.size:
+            return
+        idx = idx[np.argsort(-depth[idx], kind="stable")]
+        pts = np.empty((idx.size, 8, 2), np.int32)
+        np.rint(uv[:, :, idx].transpose(2, 0, 1) * ONE, out=pts, casting="unsafe")
+        polys = list(pts)
+        ks = idx.tolist()
+        fill = cv2.fillConvexPoly
+        if special:
+            for pos, k in enumerate(ks):
+                if k in special:
+                    polys[pos] = self.clipped(p[:, :, k])
+            for q, k in zip(polys, ks, strict=True):
+                if q is not None:
+                    fill(img, q, cols[k], _LINE_8, SHIFT)
+            return
+        for q, k in zip(polys, ks, strict=True):
+            fill(img, q, cols[k], _LINE_8, SHIFT)
+
+    def _keep_crossing(self, p, slow: np.ndarray) -> np.ndarray:
+        """Of the polygons `slow` that cross the near plane, those not wholly outside
+        one of the view's side planes."""
+        fx, fy, cx, cy, w, h = self.fx, self.fy, self.cx, self.cy, self.w, self.h
+        qz, qx, qy = p[:, 0, slow], p[:, 1, slow], p[:, 2, slow]
+        out = (
+            ((fx * qx + cx * qz) < 0).all(0)
+            | ((fx * qx - (w - cx) * qz) > 0).all(0)
+            | ((fy * qy + cy * qz) < 0).all(0)
+            | ((fy * qy - (h - cy) * qz) > 0).all(0)
+        )
+        return slow[~out]
+
+    def clipped(self, pc: np.ndarray):
+        """Fixed-point pixels of one polygon (camera coords (8, 3)) clipped to the near
+        plane and to a guard band around the image; None when nothing is left."""
+        poly = clip_poly([tuple(r) for r in pc.tolist()], lambda p: p[0] - ZNEAR)
+        if len(poly) < 3:
+            return None
+        fx, fy, cx, cy = self.fx, self.fy, self.cx, self.cy
+        uv = [(cx + fx * p[1] / p[0], cy + fy * p[2] / p[0]) for p in poly]
+        g = (-GUARD_PX, GUARD_PX + self.w, -GUARD_PX, GUARD_PX + self.h)
+        if (
+            min(p[0] for p in uv) < g[0]
+            or max(p[0] for p in uv) > g[1]
+            or min(p[1] for p in uv) < g[2]
+            or max(p[1] for p in uv) > g[3]
+        ):
+            for keep in (
+                lambda p: p[0] - g[0],
+                lambda p: g[1] - p[0],
+                lambda p: p[1] - g[2],
+                lambda p: g[3] - p[1],
+            ):
+                uv = clip_poly(uv, keep)
+                if len(uv) < 3:
+                    return None
+        return np.rint(np.asarray(uv) * ONE).astype(np.int32)

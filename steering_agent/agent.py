@@ -168,6 +168,17 @@ class DrivingAgent:
         _check_timeout(seconds)
         self.watchdog_timeout_s = float(seconds)
 
+    def restart(self) -> None:
+        """Start afresh, as a new agent with the same policy and settings (a lifecycle
+        activate): the recurrent state and the last answer forgotten, not braking, the
+        watchdog unarmed until the next frame; the override and the counters are kept."""
+        if self.policy is not None:
+            self.policy.reset()
+        self._last = None
+        self.braking = None
+        self.failures_in_a_row = 0
+        self._first_frame_t = self._last_good_t = self._released_t = None
+
     def reset(self) -> None:
         """Forget the recurrent state (an episode restarts; the reset service)."""
         if self.policy is not None:

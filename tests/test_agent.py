@@ -353,3 +353,37 @@ def test_health_without_a_policy_is_an_error():
     assert h.level == ERROR and "bad checkpoint X" in h.message
     assert h.value("calibration") == "none (no policy)"
     assert h.value("target speed (m/s)") == "n/a"
+
+
+def test_restart_ends_braking_forgets_the_answer_and_disarms_the_watchdog():
+    agent, policy, clock = _agent()
+    agent.on_frame((0, 1), 0.05, lambda: IMG)
+    clock.t += 1.0
+    assert agent.on_tick().command.kind == BRAKE and agent.braking == "watchdog"
+    resets = policy.resets
+    agent.restart()  # a lifecycle activate
+    assert agent.braking is None and policy.resets == resets + 1
+    clock.t += 10.0
+    assert agent.on_tick().command is None  # not armed until a frame comes
+    again = agent.on_frame((0, 1), 0.05, lambda: IMG).command
+    assert again.kind == DRIVE  # the same stamp is no re-sent frame after a restart
+    clock.t += 0.6
+    assert agent.on_tick().command.kind == BRAKE  # armed by that frame
+
+
+def test_health_of_an_inactive_node_warns_and_says_its_state():
+    from steering_agent.ros.diagnostics import OK, WARN, HealthMonitor
+
+    agent, _, clock = _agent()
+    state = ["inactive"]
+    health = HealthMonitor(agent, clock=clock, state=lambda: state[0])
+    health.frame_received()
+    agent.on_frame((0, 1), 0.05, lambda: IMG)
+    h = health.report()
+    assert h.level == WARN and h.message.startswith("inactive (lifecycle)")
+    assert h.value("node state") == "inactive"
+    state[0] = "active"
+    health.frame_received()
+    agent.on_frame((0, 2), 0.10, lambda: IMG)
+    h = health.report()
+    assert h.level == OK and h.value("node state") == "active"

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from steering_agent.ros import control_msgs
+from steering_agent.ros import control_msgs, tf_mount
 from tests.ros_helpers import (
     Probe,
     log_text,
@@ -49,8 +49,13 @@ def test_twist_mapping_follows_carla_twist_to_control():
 def test_control_type_resolution():
     assert control_msgs.resolve_control_type("twist") == "twist"
     assert control_msgs.resolve_control_type("auto") in ("carla", "twist")
-    with pytest.raises(ValueError, match="control_type 'ackermann'"):
-        control_msgs.resolve_control_type("ackermann")
+    with pytest.raises(ValueError, match="control_type 'steering_wheel'"):
+        control_msgs.resolve_control_type("steering_wheel")
+    if control_msgs.ackermann_msgs_available():
+        assert control_msgs.resolve_control_type("ackermann") == "ackermann"
+    else:
+        with pytest.raises(ValueError, match="needs the ackermann_msgs package"):
+            control_msgs.resolve_control_type("ackermann")
 
 
 # -- the node as a process -------------------------------------------------------------------
@@ -338,6 +343,13 @@ def test_corrupt_jpegs_are_skipped_then_braked_for_with_one_rate_limited_error(t
         ("image_transport:=theora", "image_transport"),
         ("watchdog_timeout_s:=100.0", "watchdog"),
         ("backend:=tensorrt", "backend"),
+        ("speed_source:=gps", "speed_source"),
+        ("lifecycle:=maybe", "lifecycle"),
+        *(
+            []
+            if tf_mount.tf2_available()
+            else [("camera_mount_source:=tf", "camera_mount_source 'tf' needs tf2_ros")]
+        ),
     ],
 )
 def test_invalid_parameter_exits_with_a_clear_message(domain, param, message):

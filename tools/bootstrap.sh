@@ -21,7 +21,8 @@ if [ -n "${ROS_DISTRO:-}" ] && "$python" -c 'import rclpy' 2>/dev/null; then
 fi
 
 key=$(cat constraints.txt requirements.txt tools/ros_wheels.txt tools/bootstrap.sh \
-      tools/build_carla_msgs.sh tools/carla_msgs/msg/*.msg | sha256sum | cut -c1-16)
+      tools/build_carla_msgs.sh tools/carla_msgs/msg/*.msg \
+      tools/build_ackermann_msgs.sh tools/ackermann_msgs/msg/*.msg | sha256sum | cut -c1-16)
 stamp="$venv/.deps-$key-ros$ros_sourced"
 
 if [ ! -f "$stamp" ]; then
@@ -40,6 +41,7 @@ if [ ! -f "$stamp" ]; then
   else
     "${pip[@]}" -r requirements.txt -r tools/ros_wheels.txt "${video[@]}"
     tools/build_carla_msgs.sh "$venv"
+    tools/build_ackermann_msgs.sh "$venv"  # after carla_msgs: that one fixes the cmake paths
   fi
   touch "$stamp"
 fi

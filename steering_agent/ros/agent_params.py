@@ -10,7 +10,8 @@ from rclpy.parameter import Parameter
 
 from steering_agent.interfaces import topics
 from steering_agent.ros import control_msgs
-from steering_agent.ros.params import floating, integer, string
+from steering_agent.ros.params import flag, floating, integer, string
+from steering_agent.ros.tf_mount import CONVENTIONS
 
 # The parameters that can be set while the node runs (read_only=False).
 RUNTIME = ("target_speed_mps", "watchdog_timeout_s", "error_log_period_s")
@@ -56,9 +57,26 @@ PARAMETERS = {
         topics.CAMERA_INFO,
         string("sensor_msgs/CameraInfo of the camera (its intrinsics replace camera_fov_deg)"),
     ),
+    "speed_source": (
+        "float32",
+        string(
+            "where the speed comes from: float32 (std_msgs/Float32 m/s on speed_topic, the "
+            "bridge's speedometer), odometry (|twist.linear| of nav_msgs/Odometry on "
+            "odometry_topic; CARLA's native ROS 2 has no speedometer), none (cruise throttle)",
+            ("float32", "odometry", "none"),
+        ),
+    ),
     "speed_topic": (topics.SPEEDOMETER, string("std_msgs/Float32 speed topic (m/s)")),
+    "odometry_topic": (topics.ODOMETRY, string("nav_msgs/Odometry topic (speed_source odometry)")),
     "control_topic": (topics.CONTROL, string("carla_msgs/CarlaEgoVehicleControl topic")),
     "twist_topic": (topics.TWIST, string("geometry_msgs/Twist topic (fallback)")),
+    "ackermann_topic": (
+        topics.ACKERMANN,
+        string(
+            "ackermann_msgs/AckermannDriveStamped topic (control_type ackermann; steering_angle "
+            "= road-wheel angle in rad, + left; speed = the target speed)"
+        ),
+    ),
     "control_type": ("auto", string("control message type", control_msgs.CONTROL_TYPES)),
     "manual_override_topic": (
         topics.MANUAL_OVERRIDE,
@@ -110,6 +128,32 @@ PARAMETERS = {
             ("max_steer_deg", 70.0, "road-wheel angle of steer = 1 (deg)", 1.0, 89.0),
         )
     },
+    "camera_mount_source": (
+        "params",
+        string(
+            "the camera mount: params (camera_x_m ... camera_yaw_deg) or tf (the transform "
+            "vehicle_frame -> camera_frame on /tf; needs tf2_ros)",
+            ("params", "tf"),
+        ),
+    ),
+    "vehicle_frame": ("ego_vehicle", string("tf frame of the car (X forward, Y left, Z up)")),
+    "camera_frame": ("ego_vehicle/rgb_front", string("tf frame of the camera")),
+    "camera_frame_convention": (
+        "auto",
+        string(
+            "camera_frame's axes: body (X forward, Y left, Z up), optical (x right, y down, "
+            "z forward), auto (optical where the name ends in _optical or _optical_frame)",
+            CONVENTIONS,
+        ),
+    ),
+    "vehicle_frame_height_m": (
+        0.0,
+        floating("height of vehicle_frame's origin above the ground (m)", -5.0, 10.0),
+    ),
+    "lifecycle": (
+        False,
+        flag("true: a managed (lifecycle) node that waits for configure and activate"),
+    ),
     "max_failures": (
         3,
         integer("unusable frames in a row (undecodable, policy error) before braking", 1, 1000),

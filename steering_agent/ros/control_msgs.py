@@ -1,6 +1,6 @@
 """Vehicle control messages: which type to speak, and Control <-> message conversion.
 
-Two types carry a command (docs/interfaces.md):
+Three types carry a command (docs/interfaces.md):
 
 - `carla_msgs/CarlaEgoVehicleControl` (steer, throttle, brake as CARLA means them), used
   wherever `carla_msgs` is importable;
@@ -8,7 +8,13 @@ Two types carry a command (docs/interfaces.md):
   `carla_twist_to_control` node: `linear.x = throttle * MAX_LON_ACCELERATION` (that node
   divides by 10), `angular.z = -steer * max_steer_angle_rad` (ROS yaw is left-positive,
   CARLA steer is right-positive; that node divides by the vehicle's maximum wheel angle),
-  and braking is the all-zero Twist (that node turns it into full brake, zero throttle).
+  and braking is the all-zero Twist (that node turns it into full brake, zero throttle);
+- `ackermann_msgs/AckermannDriveStamped` (`control_type: ackermann`; what CARLA's native
+  `/carla/<role>/ackermann_control_cmd` and the bridge's carla_ackermann_control take):
+  the vehicle-independent output, `drive.steering_angle` the road-wheel angle in
+  radians with ackermann_msgs's sign (+ = left, so `-steer * max_steer_deg`: CARLA's
+  steer is + = right), `drive.speed` the target speed (0 while braking), acceleration,
+  jerk and steering-angle velocity 0 ("as fast as possible").
 
 The ROS message modules are imported on first use, so this module imports without ROS.
 """
@@ -18,7 +24,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-CONTROL_TYPES = ("auto", "carla", "twist")
+CONTROL_TYPES = ("auto", "carla", "twist", "ackermann")
 # carla_twist_to_control's constant: throttle = linear.x / MAX_LON_ACCELERATION.
 MAX_LON_ACCELERATION = 10.0
 # CARLA's default vehicles turn the front wheels at most 70 degrees.
@@ -34,12 +40,22 @@ def carla_msgs_available() -> bool:
     return True
 
 
+def ackermann_msgs_available() -> bool:
+    """Whether `ackermann_msgs.msg.AckermannDriveStamped` can be imported here."""
+    try:
+        from ackermann_msgs.msg import AckermannDriveStamped  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def resolve_control_type(requested: str) -> str:
-    """Map `auto|carla|twist` to the type actually used: `carla` or `twist`.
+    """Map `auto|carla|twist|ackermann` to the type actually used (`auto`: `carla` where
+    carla_msgs imports, else `twist`).
 
     Raises:
-        ValueError: `requested` is not one of CONTROL_TYPES, or is `carla` where
-            carla_msgs cannot be imported.
+        ValueError: `requested` is not one of CONTROL_TYPES, or is `carla` / `ackermann`
+            where its message package cannot be imported.
     """
     if requested not in CONTROL_TYPES:
         raise ValueError(
@@ -52,6 +68,12 @@ def resolve_control_type(requested: str) -> str:
         raise ValueError(
             "control_type 'carla' needs the carla_msgs package (not importable here); "
             "build it with tools/build_carla_msgs.sh or use control_type 'twist'"
+        )
+    if requested == "ackermann" and not ackermann_msgs_available():
+        raise ValueError(
+            "control_type 'ackermann' needs the ackermann_msgs package (not importable "
+            "here); build it with tools/build_ackermann_msgs.sh, install "
+            "ros-$ROS_DISTRO-ackermann-msgs, or use control_type 'carla'"
         )
     return requested
 
@@ -103,6 +125,45 @@ def to_twist(
     msg.linear.x = _clip(float(control.throttle), 0.0, 1.0) * MAX_LON_ACCELERATION
     msg.angular.z = -_clip(float(control.steer), -1.0, 1.0) * max_steer_angle_rad
     return msg
+
+
+def steering_angle_rad(steer: float, max_steer_deg: float) -> float:
+    """The road-wheel angle (rad, + = left as ROS and ackermann_msgs have it) of CARLA's
+    normalised steer (+ = right) on a car whose steer 1 turns the wheels `max_steer_deg`."""
+    return -_clip(float(steer), -1.0, 1.0) * math.radians(max_steer_deg)
+
+
+def to_ackermann(
+    control: Any, max_steer_deg: float, speed_mps: float, stamp: Any = None, msg: Any = None
+) -> Any:
+    """Fill an AckermannDriveStamped from a Control (module doc for the convention).
+
+    Args:
+        control: the command (steer in the vehicle's units, as the policy gives it).
+        max_steer_deg: the vehicle's road-wheel angle at steer 1.
+        speed_mps: the speed to ask for while driving (the target speed); any brake asks
+            for 0 m/s (the steering angle is kept: stopping straight on is not implied).
+        stamp: a `builtin_interfaces/Time` for the header (the camera frame's stamp).
+        msg: a message to fill in place; new if None.
+    """
+    if msg is None:
+        from ackermann_msgs.msg import AckermannDriveStamped
+
+        msg = AckermannDriveStamped()
+    if stamp is not None:
+        msg.header.stamp = stamp
+    d = msg.drive
+    d.steering_angle = steering_angle_rad(control.steer, max_steer_deg)
+    d.steering_angle_velocity = d.acceleration = d.jerk = 0.0
+    d.speed = 0.0 if float(control.brake) > 0.0 else max(float(speed_mps), 0.0)
+    return msg
+
+
+def from_ackermann(msg: Any, max_steer_deg: float) -> tuple[float, float]:
+    """(steer in CARLA's units, speed m/s) of an AckermannDrive(Stamped)."""
+    d = getattr(msg, "drive", msg)
+    steer = -float(d.steering_angle) / math.radians(max_steer_deg)
+    return _clip(steer, -1.0, 1.0), float(d.speed)
 
 
 def from_carla_msg(msg: Any) -> tuple[float, float, float]:

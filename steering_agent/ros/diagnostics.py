@@ -42,9 +42,11 @@ class HealthMonitor:
     step time p50/p99 (the network and its preprocessing; every step, also under
     manual override).
 
-    Level: ERROR without a policy; WARN while braking (watchdog or failures), before
-    the first frame, or when more than `drop_warn_pct` % of the period's frames were
-    dropped; OK otherwise (also under manual override, which the message says).
+    Level: ERROR without a policy; WARN while the node is not active (a managed node
+    configured but inactive: `state()` is the node's lifecycle state), while braking
+    (watchdog or failures), before the first frame, or when more than `drop_warn_pct` %
+    of the period's frames were dropped; OK otherwise (also under manual override,
+    which the message says).
     """
 
     KEYS = (
@@ -60,6 +62,7 @@ class HealthMonitor:
         "manual override",
         "target speed (m/s)",
         "calibration",
+        "node state",
     )
 
     def __init__(
@@ -67,8 +70,10 @@ class HealthMonitor:
         agent: DrivingAgent,
         clock: Callable[[], float] = time.monotonic,
         drop_warn_pct: float = DROP_WARN_PCT,
+        state: Callable[[], str] = lambda: "active",
     ) -> None:
         self.agent = agent
+        self.state = state  # the node's lifecycle state: active, inactive, ...
         self.clock = clock
         self.drop_warn_pct = float(drop_warn_pct)
         self.received = 0  # frames that reached the node, since the start
@@ -135,6 +140,7 @@ class HealthMonitor:
             "none (no policy)"
             if policy is None
             else (calib.describe() if calib is not None else "canonical"),
+            self.state(),
         )
         return Health(level, message, tuple(zip(self.KEYS, values, strict=True)))
 
@@ -150,8 +156,11 @@ class HealthMonitor:
 
     def _level(self, drop_pct: float, published: int) -> tuple[int, str]:
         a = self.agent
+        state = self.state()
         if a.policy is None:
             level, message = ERROR, f"no policy: {a.policy_error}"
+        elif state != "active":
+            level, message = WARN, f"{state} (lifecycle): publishing nothing"
         elif a.braking == "watchdog":
             level, message = WARN, f"braking: no driving command for {a.watchdog_timeout_s:g} s"
         elif a.braking:

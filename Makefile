@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 export AMENT_PREFIX_PATH := $(abspath $(VENV))$(if $(AMENT_PREFIX_PATH),:$(AMENT_PREFIX_PATH))
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup test test-fast demo lint format clean
+.PHONY: setup test test-fast test-jazzy demo lint format clean
 
 setup:
 	@VENV=$(VENV) tools/bootstrap.sh
@@ -16,6 +16,12 @@ test: setup
 
 test-fast: setup
 	$(PY) -m pytest -m "not slow"
+
+# The ROS tests against the ROS 2 Jazzy wheels, in a second venv (tools/jazzy_venv.sh;
+# docs/ros_data.md says what it costs and what differs).
+test-jazzy:
+	@tools/jazzy_venv.sh
+	AMENT_PREFIX_PATH=$(abspath .venv-jazzy) .venv-jazzy/bin/python -m pytest -m ros
 
 # ends with the path of the report page (tables, charts, the episode's video)
 demo: setup

@@ -80,6 +80,9 @@ setup(
         "onnx": ["onnx>=1.15", "onnxruntime>=1.17"],
         "carla": ["carla==0.9.16"],  # the client must match the CARLA server's version
         "ray": ["ray>=2.60"],  # the release tested (2.60.0); older ones not checked
+        # the Foxglove live view of `drive --live` / `closed-loop --live` (0.30.3 tested;
+        # the SDK's API changed between 0.x releases)
+        "live": ["foxglove-sdk>=0.30,<0.31"],
         "test": ["pytest>=7", "PyYAML>=6"],
     },
     zip_safe=False,

@@ -5,6 +5,11 @@ progress bar, prints the metrics and writes the JSON, plots (the `plots` extra; 
 it they are skipped, with a note) and an MP4. Where no trained checkpoint exists yet it
 says so and drives the simulator's expert instead, labelled as the expert everywhere
 (never presented as the agent).
+
+`--live` streams the drive to Foxglove as it runs (camera, the agent's and the expert's
+steer, speed, lateral error; steering_agent.ros.live_view, the `live` extra) on
+ws://localhost:8765 (`--live-port`); `--live-wait S` first waits up to S seconds for a
+client to subscribe, so the first frames are seen too.
 """
 
 from __future__ import annotations
@@ -87,6 +92,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="torch CPU threads (1 suits one camera stream)",
     )
     parser.add_argument("--no-video", action="store_true", help="skip the MP4")
+    parser.add_argument(
+        "--live", action="store_true", help="stream the drive to Foxglove (docs/live_view.md)"
+    )
+    parser.add_argument(
+        "--live-port",
+        type=cli_args.bounded(int, 1, 65535),
+        default=8765,
+        help="the live view's WebSocket port on localhost (default 8765)",
+    )
+    parser.add_argument(
+        "--live-wait",
+        type=cli_args.nonneg_float,
+        default=0.0,
+        metavar="S",
+        help="with --live: wait up to S seconds for a Foxglove client before driving",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -101,6 +122,10 @@ def run(args: argparse.Namespace) -> int:
 
         load_checkpoint(spec, option="--policy")
     seeds = resolve_seeds(1, args.seed)
+    if args.live:
+        from steering_agent.common import extras
+
+        extras.require("live", "--live (the Foxglove live view)")
     set_torch_threads(args.threads)
     if notice:
         print(f"*** {notice}", file=sys.stderr)
@@ -114,13 +139,20 @@ def run(args: argparse.Namespace) -> int:
     video = None
     if not args.no_video:
         video = report.EpisodeVideo(args.out / f"episode_{name}_{seeds[0]}.mp4", name)
+    live = None
+    hook = video.add if video else None
     try:
-        runs = evaluate_policies(
-            [spec], seeds, cfg, args.device, {name: video.add} if video else None
-        )
+        if args.live:
+            from steering_agent.ros.live_view import open_live_view
+
+            live = open_live_view(args.live_port, args.live_wait)
+            hook = live.gym_hook(hook)
+        runs = evaluate_policies([spec], seeds, cfg, args.device, {name: hook} if hook else None)
     finally:
         if video:
             video.close()
+        if live is not None:
+            live.close()
     doc = results_json(runs, seeds, cfg)
     if notice:
         doc["notice"] = notice

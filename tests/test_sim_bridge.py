@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import signal
+from contextlib import contextmanager
 
 import pytest
 
@@ -27,7 +28,7 @@ class BridgeUnderTest:
         from rclpy.qos import DurabilityPolicy, QoSProfile
         from rosgraph_msgs.msg import Clock
         from sensor_msgs.msg import CameraInfo, Image
-        from std_msgs.msg import Float32, String
+        from std_msgs.msg import Float32, Header, String
 
         from steering_agent.interfaces import topics
 
@@ -37,6 +38,9 @@ class BridgeUnderTest:
         self.speeds = probe.record(Float32, topics.SPEEDOMETER)
         self.odoms = probe.record(Odometry, topics.ODOMETRY)
         self.clocks = probe.record(Clock, topics.CLOCK)
+        self.experts = probe.record(CarlaEgoVehicleControl, topics.EXPERT_CONTROL)
+        self.laterals = probe.record(Float32, topics.LATERAL_ERROR)
+        self.interventions = probe.record(Header, topics.INTERVENTION)
         latched = QoSProfile(depth=10, durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self.metrics_msgs = probe.record(String, topics.METRICS, latched)
         self.carla = probe.node.create_publisher(
@@ -60,25 +64,24 @@ class BridgeUnderTest:
         """Wait for a frame stamped `ns` (frames may be re-sent: stamps, not counts)."""
         return self.probe.spin_until(lambda: ns in self.stamps(), timeout_s)
 
-    def answer(self, stamp, throttle: float = 0.5, frame_id: str = "") -> None:
+    def answer(self, stamp, throttle: float = 0.5, frame_id: str = "", steer: float = 0.0):
         from carla_msgs.msg import CarlaEgoVehicleControl
 
-        msg = CarlaEgoVehicleControl(throttle=throttle, steer=0.0, brake=0.0)
+        msg = CarlaEgoVehicleControl(throttle=throttle, steer=steer, brake=0.0)
         msg.header.stamp = stamp
         msg.header.frame_id = frame_id
         self.carla.publish(msg)
 
 
-@pytest.fixture(scope="module")
-def bridge(tmp_path_factory):
+@contextmanager
+def bridge_process(tmp, **overrides):
     from steering_agent.ros.closed_loop import start_node
 
     old = set_domain(unique_domain())
-    tmp = tmp_path_factory.mktemp("sim_bridge")
     params = {"seed": 1_000_000, "width": W, "height": H, "route_length_m": 200.0,
               "mode": "sync", "max_steps": MAX_STEPS, "sync_resend_s": 0.5,
               "startup_timeout_s": 30.0,
-              "metrics_file": str(tmp / "metrics.json")}  # fmt: skip
+              "metrics_file": str(tmp / "metrics.json"), **overrides}  # fmt: skip
     proc = start_node("sim_bridge", params, tmp / "sim_bridge.log")
     probe = None
     try:
@@ -94,6 +97,12 @@ def bridge(tmp_path_factory):
         if probe is not None:
             probe.close()
         restore_domain(old)
+
+
+@pytest.fixture(scope="module")
+def bridge(tmp_path_factory):
+    with bridge_process(tmp_path_factory.mktemp("sim_bridge")) as b:
+        yield b
 
 
 def test_publishes_the_carla_bridge_sensor_topics(bridge):
@@ -158,6 +167,19 @@ def test_unanswered_frame_is_sent_again(bridge):
     assert max(bridge.stamps()) == current
 
 
+def test_every_frame_comes_with_the_expert_label_and_lateral_error(bridge):
+    frames = bridge.stamps()
+    assert bridge.probe.spin_until(
+        lambda: {stamp_ns(e.header.stamp) for e in bridge.experts} >= frames, 5.0
+    ), (sorted(frames), [stamp_ns(e.header.stamp) for e in bridge.experts])
+    labels = [stamp_ns(e.header.stamp) for e in bridge.experts]
+    assert len(labels) == len(set(labels))  # once per frame, also when a frame is re-sent
+    assert all(-1.0 <= e.steer <= 1.0 and 0.0 <= e.throttle <= 1.0 for e in bridge.experts)
+    assert len(bridge.laterals) >= len(frames)
+    assert all(abs(m.data) < 1.0 for m in bridge.laterals)  # straight commands: in lane
+    assert bridge.interventions == []
+
+
 def test_drives_to_max_steps_and_reports_metrics(bridge):
     answered: set[int] = set()
 
@@ -191,3 +213,30 @@ def test_sigterm_exits_cleanly(bridge):
     final = bridge.metrics_file()  # rewritten at shutdown, with the counts up to then
     assert final["done"] and final["step"] == MAX_STEPS
     assert final["controls_received"] >= bridge.metrics()["controls_received"]
+
+
+def test_an_intervention_is_published_with_the_stamp_of_its_frame(tmp_path):
+    """Full right lock leaves the lane: each re-centre is one Header on INTERVENTION."""
+    with bridge_process(tmp_path, max_steps=400) as b:
+        answered: set[int] = set()
+
+        def steer_off_until_intervention() -> bool:
+            if b.interventions or b.metrics().get("done"):
+                return True
+            stamp = b.images[-1].header.stamp
+            if stamp_ns(stamp) not in answered:
+                answered.add(stamp_ns(stamp))
+                b.answer(stamp, throttle=1.0, steer=1.0)
+            return False
+
+        assert b.probe.spin_until(steer_off_until_intervention, 90.0), b.metrics()
+        assert b.interventions, b.metrics()
+        first = b.interventions[0]
+        assert first.frame_id == "recenter" and stamp_ns(first.stamp) in answered
+        # the frame after the re-centre is back in lane, with its own expert label
+        after = stamp_ns(first.stamp) + DT_NS
+        assert b.wait_stamp(after), sorted(b.stamps())[-3:]
+        assert b.probe.spin_until(
+            lambda: after in {stamp_ns(e.header.stamp) for e in b.experts}, 5.0
+        )
+        assert abs(b.laterals[-1].data) < 1.0, b.laterals[-1]

@@ -9,7 +9,7 @@ py="$venv/bin/python"
 pyinc=$("$py" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
 npinc=$("$py" -c 'import numpy; print(numpy.get_include())')
 # The wheels' cmake exports carry the include paths of the machine they were built on.
-grep -rlE '/opt/python/cp[0-9]+-cp[0-9]+' "$venv/share" --include='*.cmake' | while read -r f; do
+{ grep -rlE '/opt/python/cp[0-9]+-cp[0-9]+' "$venv/share" --include='*.cmake' || true; } | while read -r f; do
   sed -i -E "s#/opt/python/cp[0-9]+-cp[0-9]+/include/python[0-9.]+#${pyinc}#g; s#/opt/python/cp[0-9]+-cp[0-9]+/lib/python[0-9.]+/site-packages/numpy/_core/include#${npinc}#g" "$f"
 done
 build=$(mktemp -d)

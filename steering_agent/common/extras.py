@@ -14,6 +14,8 @@ adds, and what happens without it, is the same in every verb:
 - ray: `eval` and `record` with `--workers N` > 1 or `--ray-address` (a Ray fan-out,
   docs/scale.md); asked for without it, the command stops before any work (the serial
   default never imports ray).
+- live (foxglove-sdk): `drive --live` and `closed-loop --live`, the Foxglove live view
+  (docs/live_view.md); asked for without it, the command stops before any work.
 
 rclpy and the ROS message packages are no extra: they come from a ROS 2 install (or
 the ROS 2 wheels, `make setup`), declared in package.xml.
@@ -31,6 +33,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "carla": ("carla",),
     "ray": ("ray",),
     "video": ("imageio_ffmpeg",),
+    "live": ("foxglove",),
 }
 
 

@@ -74,13 +74,23 @@ def start_node(
     executable: str, overrides: dict, log_path: Path, remaps: dict | None = None
 ) -> subprocess.Popen:
     """Start one node process; its stdout and stderr go to `log_path`."""
+    return _start(node_command(executable, overrides, remaps), log_path)
+
+
+def live_view_command(port: int) -> list[str]:
+    """The live view node (steering_agent.ros.live_view): no parameter file."""
+    module = "steering_agent.ros.live_view"
+    return [sys.executable, "-m", module, "--ros-args", "-p", f"port:={int(port)}"]
+
+
+def _start(cmd: list[str], log_path: Path) -> subprocess.Popen:
     use_local_transport()
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     repo = str(Path(__file__).resolve().parents[2])  # run this checkout's code, not a copy
     env["PYTHONPATH"] = os.pathsep.join(p for p in (repo, env.get("PYTHONPATH", "")) if p)
     with open(log_path, "wb") as log:
         return subprocess.Popen(
-            node_command(executable, overrides, remaps),
+            cmd,
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,
@@ -100,9 +110,10 @@ def stop_process(proc: subprocess.Popen, timeout_s: float = 10.0) -> int:
 
 
 @contextmanager
-def running_node(executable: str, overrides: dict, log_path: Path):
-    """A node process for the `with` block; always stopped at its end."""
-    proc = start_node(executable, overrides, log_path)
+def running_node(executable: str, overrides: dict, log_path: Path, cmd: list | None = None):
+    """A node process for the `with` block (`cmd`: a command line of its own instead of
+    `node_command`'s); always stopped at its end."""
+    proc = _start(cmd or node_command(executable, overrides), log_path)
     try:
         yield proc
     finally:
@@ -152,8 +163,13 @@ def run_closed_loop(
     timeout_s: float = 600.0,
     workdir: str | os.PathLike | None = None,
     agent_overrides: dict | None = None,
+    live_port: int | None = None,
 ) -> dict:
     """Drive one route with sim_bridge and agent as separate processes; the summary.
+
+    With `record`, a recorder process bags the topics of `RECORDED` (the expert's labels
+    and the interventions included: a bag `train` learns from, docs/ros_data.md); with
+    `live_port`, a live view process streams the drive to Foxglove on that port.
 
     Returns:
         dict with `status` (`done`, `timeout` or `<node> exited early`), the bridge's
@@ -181,9 +197,15 @@ def run_closed_loop(
     with ExitStack() as stack:
         procs = {}
         if record:
+            rec_p = {"output": str(record), "topics": recorded_topics()}
             procs["recorder"] = stack.enter_context(
-                running_node("recorder", {"output": str(record)}, work / "recorder.log")
+                running_node("recorder", rec_p, work / "recorder.log")
             )
+        if live_port is not None:
+            procs["live_view"] = stack.enter_context(
+                running_node("live_view", {}, work / "live_view.log",
+                             live_view_command(live_port))
+            )  # fmt: skip
         # The agent starts first and stops first (the bridge's last frames need no answer).
         procs["sim_bridge"] = stack.enter_context(
             running_node("sim_bridge", bridge_p, work / "sim_bridge.log")
@@ -198,6 +220,14 @@ def run_closed_loop(
                 f"--- {name} log (last lines) ---\n{_tail(work / f'{name}.log')}", file=sys.stderr
             )
     return _summary(status, last, agent, wall, work)
+
+
+def recorded_topics() -> list[str]:
+    """What `--record` bags: the recorder's defaults (camera, speed, the agent's command,
+    /clock, the expert's labels, interventions, lateral error, metrics)."""
+    from steering_agent.ros.recorder_node import DEFAULT_TOPICS
+
+    return list(DEFAULT_TOPICS)
 
 
 def _summary(status: str, bridge: dict, agent: dict, wall_s: float, work: Path) -> dict:
@@ -336,6 +366,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=a.positive_float, default=900.0,
                         help="seconds (wall clock)")  # fmt: skip
     parser.add_argument("--workdir", default=None, help="logs and agent stats (default: temp)")
+    parser.add_argument(
+        "--live",
+        action="store_true",
+        help="stream the drive to Foxglove (the `live` extra; docs/live_view.md)",
+    )
+    parser.add_argument(
+        "--live-port", type=a.bounded(int, 1, 65535), default=8765,
+        help="the live view's WebSocket port on localhost (default 8765)",
+    )  # fmt: skip
     parser.add_argument("--out", default=None, help="also write the JSON summary here")
 
 
@@ -355,10 +394,15 @@ def run(args: argparse.Namespace) -> int:
         from steering_agent.policy.checkpoint import load_checkpoint
 
         load_checkpoint(args.checkpoint, option="--checkpoint")
+    if args.live:
+        from steering_agent.common import extras
+
+        extras.require("live", "--live (the Foxglove live view)")
     seed = eval_seeds(1)[0] if args.seed is None else args.seed
     result = run_closed_loop(
         seed, args.route_length_m, args.mode, args.width, args.height, args.checkpoint,
         args.control_type, args.record, args.timeout, args.workdir,
+        live_port=args.live_port if args.live else None,
     )  # fmt: skip
     brief = {k: v for k, v in result.items() if k not in ("bridge", "agent")}
     text = json.dumps(brief, indent=1)

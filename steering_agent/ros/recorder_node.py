@@ -40,6 +40,12 @@ DEFAULT_TOPICS = [
     topics.SPEEDOMETER,
     topics.CONTROL,
     topics.CLOCK,
+    # sim_bridge's: the expert's label per frame (what `train` learns from), the
+    # interventions of the evaluation, the lateral error and the metrics (docs/ros_data.md)
+    topics.EXPERT_CONTROL,
+    topics.INTERVENTION,
+    topics.LATERAL_ERROR,
+    topics.METRICS,
 ]
 
 

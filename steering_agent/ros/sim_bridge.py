@@ -26,6 +26,13 @@ second command for one frame), `unmatched_controls` (a stamp of no recent frame)
 `watchdog_controls`, `done`, `reason` (`running`, `route_complete`, `off_road`,
 `max_steps`, `truncated`), and, every `metrics_every` steps and at the end,
 `summary` (steering_agent.evaluation.metrics.summarize_episode). Once done, the world stops.
+Data for training from the drive (docs/ros_data.md): with each frame, the expert's clean
+label for that frame on topics.EXPERT_CONTROL (CarlaEgoVehicleControl with the frame's
+stamp; only where carla_msgs is importable) and the signed lateral error on
+topics.LATERAL_ERROR (std_msgs/Float32); each intervention of the evaluation on
+topics.INTERVENTION (std_msgs/Header: the stamp of the frame whose command led there,
+frame_id `recenter` or `end`).
+
 With the `metrics_file` parameter set, each of these objects also replaces that file
 (what `steering-agent closed-loop` watches: no DDS participant in the harness).
 """
@@ -36,7 +43,7 @@ import json
 import math
 import sys
 import time
-from collections import OrderedDict
+from collections import OrderedDict, namedtuple
 
 import numpy as np
 from builtin_interfaces.msg import Time
@@ -45,7 +52,7 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image
-from std_msgs.msg import Float32, String
+from std_msgs.msg import Float32, Header, String
 
 from steering_agent.common.files import write_text_atomic
 from steering_agent.evaluation.episodes import EpisodeRules, EpisodeRun
@@ -91,6 +98,9 @@ PARAMETERS = {
         string("also write each metrics JSON to this file (replaced atomically); empty: no"),
     ),
 }
+
+
+_Control = namedtuple("_Control", "steer throttle brake")  # what to_carla_msg reads
 
 
 def _time_msg(ns: int) -> Time:
@@ -152,6 +162,21 @@ class SimBridgeNode(Node):
         self._pub_clock = self.create_publisher(Clock, topics.CLOCK, QoSProfile(depth=1))
         latched = QoSProfile(depth=10, durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self._pub_metrics = self.create_publisher(String, topics.METRICS, latched)
+        labels = QoSProfile(depth=10)  # reliable, and no label dropped for a newer one
+        self._pub_lateral = self.create_publisher(Float32, topics.LATERAL_ERROR, labels)
+        self._pub_intervention = self.create_publisher(Header, topics.INTERVENTION, labels)
+        self._pub_expert = self._expert_msg = None
+        if control_msgs.carla_msgs_available():
+            from carla_msgs.msg import CarlaEgoVehicleControl
+
+            self._expert_msg = CarlaEgoVehicleControl()
+            self._pub_expert = self.create_publisher(
+                CarlaEgoVehicleControl, topics.EXPERT_CONTROL, labels
+            )
+        else:
+            self.get_logger().warning(
+                f"carla_msgs is not importable: no expert labels on {topics.EXPERT_CONTROL}"
+            )
         self._camera_info = self._camera_info_msg()
         self._cdr = None  # the serialized Image of the current frame size
 
@@ -201,6 +226,7 @@ class SimBridgeNode(Node):
             while len(self._answers) > _RECENT_FRAMES:
                 self._answers.popitem(last=False)
             self.counts["frames_published"] += 1
+            self._publish_labels(stamp)
         else:
             self.counts["frames_resent"] += 1
         self._pub_clock.publish(Clock(clock=stamp))
@@ -212,6 +238,16 @@ class SimBridgeNode(Node):
         self._pub_image.publish(self._serialized_frame(stamp))
         self._frame_wall = time.monotonic()
         self._waiting = self.p["mode"] == "sync"
+
+    def _publish_labels(self, stamp: Time) -> None:
+        """The expert's label and the lateral error of the frame about to be published
+        (once per frame: a re-sent frame keeps the label already sent for its stamp)."""
+        info = self._info
+        self._pub_lateral.publish(Float32(data=float(info.get("lateral_error_m", 0.0))))
+        expert = info.get("expert_action")
+        if self._pub_expert is not None and expert is not None:
+            label = _Control(*(float(v) for v in expert))
+            self._pub_expert.publish(control_msgs.to_carla_msg(label, stamp, self._expert_msg))
 
     def _serialized_frame(self, stamp: Time) -> bytes:
         """The observation as a serialized bgra8 Image: the colour conversion writes the
@@ -294,7 +330,12 @@ class SimBridgeNode(Node):
     def _advance(self, action: tuple[float, float, float]) -> None:
         """One world step with `action`, judged by the one episode runner."""
         self._waiting = False
+        before = self.episode.interventions
         done = self.episode.step(action)
+        if self.episode.interventions > before:  # the frame just answered led there
+            kind = "end" if done else "recenter"
+            stamp = _time_msg((self.step_idx - 1) * self.dt_ns)
+            self._pub_intervention.publish(Header(stamp=stamp, frame_id=kind))
         if done:
             self.get_logger().info(
                 f"episode over after {self.step_idx} steps: {self.episode.reason}"

@@ -34,12 +34,10 @@ if [ ! -f "$stamp" ]; then
     "$python" -m venv "$venv"
   fi
   pip=("$venv/bin/python" -m pip install --disable-pip-version-check -q -c constraints.txt)
-  # setup.py's `video` extra: H.264 report videos (the ffmpeg binary inside the wheel)
-  video=(imageio-ffmpeg==0.8.1)
   if [ $ros_sourced = 1 ]; then
-    "${pip[@]}" -r requirements.txt "${video[@]}"
+    "${pip[@]}" -r requirements.txt
   else
-    "${pip[@]}" -r requirements.txt -r tools/ros_wheels.txt "${video[@]}"
+    "${pip[@]}" -r requirements.txt -r tools/ros_wheels.txt
     tools/build_carla_msgs.sh "$venv"
     tools/build_ackermann_msgs.sh "$venv"  # after carla_msgs: that one fixes the cmake paths
   fi

@@ -98,7 +98,7 @@ def _load(base: Path, name: str, camera, vehicle) -> PreparedEpisode | None:
         frames = np.load(base.with_suffix(".npy"), mmap_mode="r")
         with np.load(base.with_suffix(".npz")) as z:
             steer, speed = z["steer"], z["speed"]
-    except (OSError, ValueError, KeyError):
+    except (OSError, ValueError, KeyError, EOFError):
         return None  # missing or half-written: made again
     if len(frames) != len(steer):
         return None
@@ -107,7 +107,7 @@ def _load(base: Path, name: str, camera, vehicle) -> PreparedEpisode | None:
 
 def _save(base: Path, ep: PreparedEpisode) -> None:
     """Write atomically: a crash leaves no entry that loads."""
-    tmp = base.with_name(base.name + f".tmp{os.getpid()}")
+    tmp = base.with_name(f"{base.name}_tmp{os.getpid()}")  # no dot: with_suffix keeps it
     np.save(tmp.with_suffix(".npy"), ep.frames)
     np.savez(tmp.with_suffix(".npz"), steer=ep.steer, speed=ep.speed)
     os.replace(tmp.with_suffix(".npz"), base.with_suffix(".npz"))

@@ -95,11 +95,17 @@ def test_bench_cli_sim_and_record_quick(tmp_path, capsys, monkeypatch):
     written = counted(monkeypatch, recording.EpisodeBagWriter, "write_step")
 
     results = _run_quick(tmp_path, "sim")["results"]
-    assert [r["name"] for r in results] == ["sim 200x66", "sim 800x600"]
-    for r in results:
+    names = [f"sim {s}{look}" for s in ("200x66", "800x600") for look in ("", " varied")]
+    rates = [r for r in results if r["unit"] == "steps/s"]
+    assert [r["name"] for r in rates] == names
+    for r in rates:
         _check_measurement(r, 2, "steps/s")
-        assert r["steps"] == 50 and r["runs"] == [100.0, 100.0]
-    assert len(steps) == 2 * 2 * (1 + 50)  # sizes x repeats x (warm-up + timed steps)
+        assert r["steps_per_seed"] == 20 and r["runs"] == [40.0, 40.0]
+    ratios = [r for r in results if r["unit"] == "ratio"]
+    assert [r["name"] for r in ratios] == [f"sim {s} varied / plain" for s in ("200x66", "800x600")]
+    assert all(r["runs"] == [1.0, 1.0] and r["goal_at_least"] == 0.5 for r in ratios)
+    # sizes x looks x repeats x seeds x (warm-up + timed steps)
+    assert len(steps) == 2 * 2 * 2 * 4 * (1 + 20)
 
     results = _run_quick(tmp_path, "record")["results"]
     assert [r["name"] for r in results] == ["record 200x66 (MCAP)", "record 800x600 (MCAP)"]

@@ -28,8 +28,30 @@ class ManagedAgentNode(AgentCore, LifecycleNode):
 
     def __init__(self, **kwargs) -> None:
         LifecycleNode.__init__(self, NODE_NAME, **kwargs)
+        self._refuse_invalid_transitions()
         self._declare()
         self.get_logger().info("managed node: unconfigured, waiting for configure")
+
+    def _refuse_invalid_transitions(self) -> None:
+        """Answer a transition the current state does not have with success=false.
+
+        Kilted's rclpy does; Jazzy's raises RCLError in the ChangeState callback, which
+        leaves the caller without an answer (and, unhandled, ends the process)."""
+        service = getattr(self, "_service_change_state", None)
+        if service is None:
+            return
+        inner = service.callback
+
+        def change_state(request, response):
+            try:
+                return inner(request, response)
+            except Exception as e:  # rclpy's RCLError: no such transition from here
+                t = request.transition
+                self.get_logger().warning(f"transition {t.id} {t.label!r} refused: {e}")
+                response.success = False
+                return response
+
+        service.callback = change_state
 
     def on_configure(self, state) -> TransitionCallbackReturn:
         try:

@@ -11,16 +11,23 @@ from rclpy.node import Node
 
 
 def spin_until_shutdown(node: Node) -> None:
-    """Spin `node` until Ctrl-C or SIGTERM; a signal racing the executor is no error."""
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except Exception:
-        # rclpy's signal handler may shut the context down while the executor builds
-        # its wait set (RCLError "context is not valid"): that is a shutdown, not a crash.
-        if node.context.ok():
-            raise
+    """Spin `node` until Ctrl-C or SIGTERM; a signal racing the executor is no error.
+
+    A callback that raises is logged and the node spins on: one bad request (e.g. a
+    lifecycle transition that Jazzy's rclpy raises RCLError for, where Kilted's refuses
+    it) must not take the node, and the car's brakes, down with it."""
+    while True:
+        try:
+            rclpy.spin(node)
+            return
+        except (KeyboardInterrupt, ExternalShutdownException):
+            return
+        except Exception as e:
+            # rclpy's signal handler may shut the context down while the executor builds
+            # its wait set (RCLError "context is not valid"): that is a shutdown.
+            if not node.context.ok():
+                return
+            node.get_logger().error(f"a callback raised {type(e).__name__}: {e}; spinning on")
 
 
 def run_node(

@@ -41,6 +41,14 @@ class LaneLine:
     worn: bool = False  # whether this line has missing stretches (see RoadLayout.wear)
 
 
+def check_lanes_per_direction(value: object) -> None:
+    """ValueError unless `value` is None or an int 1..4 (the `lanes_per_direction` keyword)."""
+    if value is not None and (
+        isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 1 <= value <= 4
+    ):
+        raise ValueError(f"lanes_per_direction must be None or an int 1..4, got {value!r}")
+
+
 @dataclass(frozen=True)
 class RoadLayout:
     """A road's cross-section. See the module docstring for the order of the bands."""
@@ -220,14 +228,7 @@ class RoadLayout:
         """A varied, deterministic layout for `seed`. `lanes_per_direction` (1..4) fixes the
         ego direction's lane count (and the oncoming one on two-way roads); `speed_mps`
         (5..25) fixes the road's speed, otherwise drawn to suit the road's size."""
-        if lanes_per_direction is not None and (
-            isinstance(lanes_per_direction, bool)
-            or not isinstance(lanes_per_direction, (int, np.integer))
-            or not 1 <= lanes_per_direction <= 4
-        ):
-            raise ValueError(
-                f"lanes_per_direction must be None or an int 1..4, got {lanes_per_direction!r}"
-            )
+        check_lanes_per_direction(lanes_per_direction)
         if speed_mps is not None and not (
             isinstance(speed_mps, (int, float, np.floating))
             and not isinstance(speed_mps, bool)

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from sim.camera import IpmCamera
+from sim.lanes import check_lanes_per_direction
 from sim.render import CameraMaps, RoadRenderer, RoadStyle
 from sim.road import LOOKS, LaneRoad
 
@@ -50,14 +51,7 @@ def resolve_look(
     if look not in LOOKS:
         raise ValueError(f"look must be one of {LOOKS}, got {look!r}")
     varied = look == "varied"
-    if lanes_per_direction is not None and (
-        isinstance(lanes_per_direction, bool)
-        or not isinstance(lanes_per_direction, (int, np.integer))
-        or not 1 <= lanes_per_direction <= 4
-    ):
-        raise ValueError(
-            f"lanes_per_direction must be None or an int 1..4, got {lanes_per_direction!r}"
-        )
+    check_lanes_per_direction(lanes_per_direction)
     for name, val in (("traffic", traffic), ("objects", objects)):
         if val is not None and not isinstance(val, (bool, np.bool_)):
             raise ValueError(f"{name} must be None, True or False, got {val!r}")

@@ -66,7 +66,7 @@ def test_labels_become_the_canonical_cars():
     got = canonical_steer(steer, car)
     want = [convert_steer(float(s), VehicleSpec(2.5, 40.0), VehicleSpec()) for s in steer]
     assert got == pytest.approx(want, abs=1e-6)
-    assert canonical_steer(steer, None) is not None and np.array_equal(canonical_steer(steer, None), steer)
+    assert np.array_equal(canonical_steer(steer, None), steer)
 
 
 def test_cache_is_reused_and_invalidated_by_preprocessing(random_bags, tmp_path, monkeypatch):
@@ -80,7 +80,10 @@ def test_cache_is_reused_and_invalidated_by_preprocessing(random_bags, tmp_path,
 
     monkeypatch.setattr(frame_cache, "_read_episode", no_reading)
     again = list(prepared_episodes(random_bags, cfg, cache_dir=tmp_path))
-    assert [np.array_equal(a.frames, b.frames) for a, b in zip(first, again)] == [True, True]
+    assert [np.array_equal(a.frames, b.frames) for a, b in zip(first, again, strict=True)] == [
+        True,
+        True,
+    ]
     with pytest.raises(AssertionError, match="read from its bag"):
         list(prepared_episodes(random_bags, PreprocessConfig(color="rgb"), cache_dir=tmp_path))
 

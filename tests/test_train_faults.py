@@ -33,7 +33,7 @@ def test_faults_are_black_frozen_dim_or_glare_and_last_long():
         faults.apply(f, fresh)
         fresh = np.zeros(3, bool)
         changed = (f != orig).reshape(3, 16, -1).any(axis=2)
-        for i, k in zip(*np.nonzero(changed)):
+        for i, k in zip(*np.nonzero(changed), strict=True):
             px = f[i, k].reshape(3, -1)
             if (px == black[:, None]).all():
                 seen.add("black")

@@ -93,7 +93,7 @@ def _key(bag: Path, label_topic: str, specs: dict, cfg: PreprocessConfig) -> str
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:24]
 
 
-def _load(base: Path, name: str, camera, vehicle) -> PreparedEpisode | None:
+def _load(base: Path, name: str) -> PreparedEpisode | None:
     try:
         frames = np.load(base.with_suffix(".npy"), mmap_mode="r")
         with np.load(base.with_suffix(".npz")) as z:
@@ -149,7 +149,7 @@ def prepared_episodes(
         base = None
         if cache is not None and bag.exists():
             base = cache / _key(bag, label_topic, specs, cfg)
-            if (hit := _load(base, bag.name, camera, vehicle)) is not None:
+            if (hit := _load(base, bag.name)) is not None:
                 yield hit
                 continue
         try:
@@ -164,5 +164,5 @@ def prepared_episodes(
         del ep
         if base is not None:
             _save(base, prepared)
-            prepared = _load(base, prepared.name, camera, vehicle) or prepared
+            prepared = _load(base, prepared.name) or prepared
         yield prepared

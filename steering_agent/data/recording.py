@@ -275,9 +275,8 @@ def _record_ray(env_id, env_kwargs, out, paths, seed, noise_sigma, max_steps, pr
     task = ray.remote(num_cpus=1)(record_episode_task)
     setups = [per_episode(seed + i) if per_episode else (None, {}) for i in range(len(paths))]
     refs = [
-        task.remote(env_id, {**env_kwargs, **setups[i][1]}, path, seed + i, noise_sigma,
-                    max_steps)  # fmt: skip
-        for i, path in enumerate(paths)
+        task.remote(env_id, {**env_kwargs, **extra}, path, seed + i, noise_sigma, max_steps)
+        for i, (path, (_, extra)) in enumerate(zip(paths, setups, strict=True))
     ]
     done: dict[int, dict] = {}
     bar = tqdm(total=len(paths), desc="episodes", unit="ep", disable=not progress)

@@ -131,7 +131,7 @@ def run_suites(args: argparse.Namespace, names: list[str], specs: list[str]) -> 
         (args.report / "suites.md").write_text(markdown_tables(doc) + "\n")
         from steering_agent.evaluation.html_report import write_html
 
-        page = write_html(args.report, doc, traces=all_traces, videos=videos,
-                          files=[args.report / "suites.json", args.report / "suites.md"])  # fmt: skip
+        files = [args.report / "suites.json", args.report / "suites.md"]
+        page = write_html(args.report, doc, traces=all_traces, videos=videos, files=files)
         print(f"wrote {args.report / 'suites.json'} and {page}")
     return 0

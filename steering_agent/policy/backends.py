@@ -134,10 +134,10 @@ class OrtStepper:
             return self._sess.run(None, {"frames": frames_nhwc})[0].astype(np.float64)
         feeds = {"frames": frames_nhwc}
         if full:
-            feeds.update(zip(self._inputs, self._state))
+            feeds.update(zip(self._inputs, self._state, strict=True))
             steer, *self._state = self._sess.run(None, feeds)
         else:
-            feeds.update((n, s[:, rows]) for n, s in zip(self._inputs, self._state))
+            feeds.update((n, s[:, rows]) for n, s in zip(self._inputs, self._state, strict=True))
             steer, *new = self._sess.run(None, feeds)
             for s, n in zip(self._state, new, strict=True):
                 s[:, rows] = n

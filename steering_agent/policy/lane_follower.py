@@ -279,10 +279,8 @@ class LaneFollowerPolicy:
         for side in (+1, -1):
             if lines[side] is None:
                 other = lines[-side]
-                if other is not None:  # where the other line says this one is
-                    guess = other + side * 2.0 * half
-                else:  # where last frame's lane centre says it is
-                    guess = st.centre + side * half
+                # where the other line says this one is, else last frame's lane centre
+                guess = other + side * 2.0 * half if other is not None else st.centre + side * half
                 lines[side] = _search(x[near], y[near], w[near], side, guess)
                 if lines[side] is not None:
                     lines[side] = _refine(x, y, w, lines[side])

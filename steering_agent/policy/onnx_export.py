@@ -75,7 +75,7 @@ def state_io_names(model: SteeringNet) -> tuple[list[str], list[str]]:
 def zero_state_feeds(model: SteeringNet, batch: int) -> dict[str, np.ndarray]:
     """onnxruntime feeds of the initial (zero) state for `batch` streams."""
     ins, _ = state_io_names(model)
-    return {n: np.zeros(s, np.float32) for n, s in zip(ins, model.state_shapes(batch))}
+    return {n: np.zeros(s, np.float32) for n, s in zip(ins, model.state_shapes(batch), strict=True)}
 
 
 def _export(wrapper: nn.Module, args: tuple, names_in, names_out, dyn, target) -> None:
@@ -183,7 +183,7 @@ def compare_with_torch(
             ref, state = model(x, state)
             feeds = {"frames": x.numpy()}
             if ort_state is not None:
-                feeds.update(zip(ins, ort_state))
+                feeds.update(zip(ins, ort_state, strict=True))
             outs = sess.run(None, feeds)
             diff = max(diff, float(np.abs(outs[0] - ref.numpy()).max()))
             if state is not None:

@@ -19,7 +19,7 @@ from steering_agent.common.cli_args import one_line, user_errors
 
 VERBS: dict[str, tuple[str, str]] = {
     "drive": ("steering_agent.drive", "drive one closed-loop episode and summarise it"),
-    "record": ("steering_agent.data.recording", "record expert drives to rosbag2 (MCAP)"),
+    "record": ("steering_agent.data.record_verb", "record expert drives to rosbag2 (MCAP)"),
     "train": ("steering_agent.train", "train a CNN+LSTM or CNN from recorded bags"),
     "eval": ("steering_agent.evaluation.evaluate", "closed-loop evaluation on held-out seeds"),
     "bench": ("steering_agent.bench", "latency and throughput benchmarks"),

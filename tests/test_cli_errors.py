@@ -35,7 +35,7 @@ WORK = {
     "eval": ("steering_agent.evaluation.evaluate", "evaluate_policies"),
     "train": ("steering_agent.data.dataset", "load_episodes"),
     "bench": ("steering_agent.bench", "run_suites"),
-    "record": ("steering_agent.data.recording", "record_episodes"),
+    "record": ("steering_agent.data.record_verb", "record_episodes"),
     "closed-loop": ("steering_agent.ros.closed_loop", "run_closed_loop"),
     "export-onnx": ("steering_agent.policy.onnx_export", "export_onnx"),
     "sim-preview": ("sim.preview", "preview_grid"),
@@ -308,6 +308,7 @@ CHECKPOINT_USERS = {
     "drive": (["drive", "--out", "TMP/d", "--policy"], "--policy"),
     "train": (["train", "--data", "DATA", "--out", "TMP/m.pt", "--init"], "--init"),
     "closed-loop": (["closed-loop", "--checkpoint"], "--checkpoint"),
+    "record": (["record", "--out", "TMP/rec", "--driver"], "--driver"),
 }  # fmt: skip
 KINDS = ["missing", "directory", "empty", "random bytes", "not a checkpoint",
          "code-running pickle", "bare pickle", "truncated"]  # fmt: skip

@@ -146,6 +146,7 @@ def test_parameters_have_defaults_and_descriptions(tmp_path, ros_domain, monkeyp
     # Default transports: the node is destroyed below, and a LARGE_DATA (TCP) participant
     # can hang when deleted.
     monkeypatch.delenv("FASTDDS_BUILTIN_TRANSPORTS", raising=False)
+    monkeypatch.chdir(tmp_path)  # the default output folder is made in the current one
 
     from steering_agent.ros.recorder_node import DEFAULT_TOPICS, RecorderNode, message_class
 

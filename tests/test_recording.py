@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -26,6 +27,7 @@ EXPECTED_TYPES = {
     topics.CONTROL: "carla_msgs/msg/CarlaEgoVehicleControl",
     topics.EXPERT_CONTROL: "carla_msgs/msg/CarlaEgoVehicleControl",
 }
+SHIPPED_CNN = Path(__file__).resolve().parents[1] / "checkpoints" / "cnn.pt"
 INFO = {"width": 20, "height": 8, "fx": 10.0, "fy": 10.0, "cx": 10.0, "cy": 4.0}
 
 
@@ -170,3 +172,65 @@ def test_record_cli_two_episodes(tmp_path):
         assert np.all(np.diff(log_ns) > 0)
         assert msgs[topics.IMAGE][0][1].width == index["width"] == 200
     assert cli.main(argv) == 2  # refuses to overwrite
+
+
+class _StandInPolicy:
+    """A stand-in for SteeringPolicy (named as one): steers a constant, counts resets."""
+
+    def __init__(self, steer: float) -> None:
+        self.steer, self.resets = steer, 0
+        self.speed_controller = SimpleNamespace(target_speed_mps=10.0)
+
+    def reset(self) -> None:
+        self.resets += 1
+
+    def step(self, image, stamp_s, speed_mps=None):
+        return SimpleNamespace(steer=self.steer, throttle=0.3, brake=0.0)
+
+
+def test_dagger_driver_hands_over_beyond_takeover_and_back_below_release():
+    from steering_agent.data.dagger import PolicyDriver
+
+    driver = PolicyDriver.__new__(PolicyDriver)  # its policy is the stand-in
+    driver.name, driver.policy = "stand-in", _StandInPolicy(0.4)
+    driver.takeover_m, driver.release_m = 0.7, 0.25
+    driver.reset()
+    obs = {"image": np.zeros((4, 4, 3), np.uint8), "speed": np.array([5.0])}
+    expert = np.array([-0.2, 0.5, 0.0], np.float32)
+    laterals = [0.1, 0.5, 0.8, 0.6, 0.3, 0.2, 0.9, 0.1]
+    driven = [
+        driver.command(obs, {"lateral_error_m": lat, "speed_limit_mps": 7.0}, expert, i * 0.05)[0]
+        for i, lat in enumerate(laterals)
+    ]
+    np.testing.assert_allclose(driven, [0.4, 0.4, -0.2, -0.2, -0.2, 0.4, -0.2, 0.4], atol=1e-6)
+    assert driver.summary() == {"driver": "stand-in", "expert_share": 0.5, "takeovers": 2}
+    assert driver.policy.speed_controller.target_speed_mps == 7.0  # the road's speed
+    driver.reset()
+    assert driver.summary()["takeovers"] == 0 and driver.policy.resets == 2
+
+
+def test_record_with_a_driver_executes_the_checkpoint_and_labels_with_the_expert(tmp_path):
+    """DAgger: the shipped checkpoint drives, the label topic is the expert's action."""
+    out = tmp_path / "dagger"
+    argv = ["record", "--out", str(out), "--seed", "21", "--route-length", "60",
+            "--driver", str(SHIPPED_CNN), "--look", "varied", "--no-progress"]  # fmt: skip
+    assert cli.main(argv) == 0
+    (entry,) = json.loads((out / "index.json").read_text())["episodes"]
+    assert entry["driver"] == "cnn.pt" and 0.0 <= entry["expert_share"] <= 1.0
+    msgs, types = read_bag(out / entry["bag"])
+    assert types == EXPECTED_TYPES
+    executed = np.array([m.steer for _, m in msgs[topics.CONTROL]])
+    expert = np.array([m.steer for _, m in msgs[topics.EXPERT_CONTROL]])
+    assert len(executed) == len(expert) == entry["steps"] > 20
+    # the network, not the expert, drove (they agree only roughly); the labels are the
+    # expert's: the same road driven by the expert alone starts with the same label
+    assert np.abs(executed - expert).max() > 1e-3
+    ref = tmp_path / "expert"
+    assert cli.main(["record", "--out", str(ref), *argv[3:7], *argv[9:]]) == 0
+    (ref_entry,) = json.loads((ref / "index.json").read_text())["episodes"]
+    assert "driver" not in ref_entry
+    ref_msgs, _ = read_bag(ref / ref_entry["bag"])
+    ref_expert = np.array([m.steer for _, m in ref_msgs[topics.EXPERT_CONTROL]])
+    assert expert[0] == pytest.approx(ref_expert[0])  # same start, same label
+    ref_executed = np.array([m.steer for _, m in ref_msgs[topics.CONTROL]])
+    np.testing.assert_allclose(ref_executed, ref_expert)  # without a driver: the expert

@@ -15,7 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from steering_agent.data.recording import INDEX_FILE, record_env_episodes
+from steering_agent.data.episode_bags import INDEX_FILE
+from steering_agent.data.recording import record_env_episodes
 
 ENV_ID = "SteeringAgent/CarlaDrive-v0"
 

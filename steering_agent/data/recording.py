@@ -12,7 +12,6 @@ CLI verb: `steering-agent record --episodes N --out DIR [--seed S] [--noise SIGM
 
 from __future__ import annotations
 
-import argparse
 import math
 import tempfile
 import time
@@ -21,10 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from steering_agent.common import cli_args
 from steering_agent.common.cli_args import UsageError
 from steering_agent.data.episode_bags import (
-    INDEX_FILE,
     EpisodeBagWriter,
     read_episode_index,
     write_episode_index,
@@ -74,9 +71,16 @@ def record_episode(
     noise: SteeringNoise,
     max_steps: int | None = None,
     image_encoding: str = "bgra8",
+    driver: Any = None,
 ) -> dict:
-    """Drive one expert episode in `env` and write it to the bag `path`; return its entry."""
+    """Drive one episode in `env` and write it to the bag `path`; return its entry.
+
+    The expert drives, unless `driver` (a `dagger.PolicyDriver`) is given: then its
+    command is executed and the expert's action is still the label. `noise` is added to
+    the executed steering either way."""
     obs, info = env.reset(seed=road_seed)
+    if driver is not None:
+        driver.reset()
     height, width = obs["image"].shape[:2]
     dt = float(getattr(env.unwrapped, "dt", 0.05))
     steps, max_lateral = 0, 0.0
@@ -85,9 +89,12 @@ def record_episode(
     ) as writer:
         while max_steps is None or steps < max_steps:
             expert = np.asarray(info["expert_action"], np.float32)
-            executed = expert.copy()
-            executed[0] = np.clip(expert[0] + noise.sample(), -1.0, 1.0)
             stamp_s = float(info.get("sim_time_s", steps * dt))
+            if driver is None:
+                executed = expert.copy()
+            else:
+                executed = driver.command(obs, info, expert, stamp_s)
+            executed[0] = np.clip(executed[0] + noise.sample(), -1.0, 1.0)
             writer.write_step(
                 stamp_s, obs["image"], float(np.ravel(obs["speed"])[0]), executed, expert
             )
@@ -102,6 +109,8 @@ def record_episode(
         specs["camera"] = {k: float(v) for k, v in u.camera_spec().items()}
     if hasattr(u, "vehicle_spec"):
         specs["vehicle"] = {k: float(v) for k, v in u.vehicle_spec().items()}
+    if driver is not None:
+        specs.update(driver.summary())
     return {
         **specs,
         "seed": road_seed,
@@ -127,6 +136,7 @@ def record_episodes(
     fanout: bool = False,
     look: str | None = None,
     randomize_camera: bool = False,
+    driver: str | None = None,
 ) -> list[dict]:
     """Record `episodes` expert drives on road seeds seed..seed+episodes-1 (with
     `fanout`, one Ray task per episode on the cluster `raycluster.connect` joined).
@@ -135,6 +145,8 @@ def record_episodes(
     `randomize_camera`, each episode's camera (mount, FOV, image size) and car are drawn
     by `steering_agent.data.setups.draw_setup(seed)` instead of `width` x `height` on
     the training camera; each index entry records its `camera` and `vehicle` specs.
+    With `driver` (a checkpoint path), the checkpoint drives and the expert labels
+    (DAgger, `steering_agent.data.dagger`).
 
     Writes DIR/episode_<i>_seed<s>/ (one bag each) and DIR/index.json listing seed,
     steps, frames, distance_m, camera size, noise and bag path per episode; episodes
@@ -160,6 +172,7 @@ def record_episodes(
         progress,
         fanout=fanout,
         per_episode=_random_setup if randomize_camera else None,
+        driver=driver,
     )
 
 
@@ -181,6 +194,7 @@ def record_env_episodes(
     prefix: str = "episode",
     fanout: bool = False,
     per_episode=None,
+    driver: str | None = None,
 ) -> list[dict]:
     """The recording loop of any env with the embedded env's interface (embedded, CARLA):
     DIR/<prefix>_<i>_seed<s>/ per episode and DIR/index.json, rewritten after each one
@@ -189,6 +203,7 @@ def record_env_episodes(
     every node of the cluster writes to), the index in seed order as episodes finish.
     `per_episode(seed) -> (name, kwargs)`, when given, adds keyword arguments for each
     episode's env (its own env then; the name goes into the entry as `setup`).
+    `driver`: a checkpoint that drives while the expert labels (`dagger.PolicyDriver`).
 
     Raises:
         UsageError: a seed is an evaluation seed, a bag directory already exists, or
@@ -210,15 +225,17 @@ def record_env_episodes(
         hint = f"pass --seed {max(seeds) + 1} to add episodes after those in it, " if seeds else ""
         raise UsageError(f"{existing[0]} exists already; {hint}pick another --out, or remove it")
     out.mkdir(parents=True, exist_ok=True)
+    if driver is not None and not Path(driver).is_file():
+        raise UsageError(f"--driver {driver} does not exist: pass a checkpoint (.pt)")
     if fanout:
         return _record_ray(env_id, env_kwargs, out, paths, seed, noise_sigma, max_steps,
-                           progress, previous, per_episode)  # fmt: skip
+                           progress, previous, per_episode, driver)  # fmt: skip
     if per_episode is not None:  # an env of its own per episode, as a Ray task makes it
         entries = []
         for i, path in enumerate(tqdm(paths, desc="episodes", unit="ep", disable=not progress)):
             name, extra = per_episode(seed + i)
             kw = {**env_kwargs, **extra}
-            entry = record_episode_task(env_id, kw, path, seed + i, noise_sigma, max_steps)
+            entry = record_episode_task(env_id, kw, path, seed + i, noise_sigma, max_steps, driver)
             entries.append({**entry, "setup": name})
             write_episode_index(out, [*previous, *entries])
         return entries
@@ -228,9 +245,10 @@ def record_env_episodes(
         cam = env.unwrapped.camera_info()
         dt = float(env.unwrapped.dt)
         size = {"width": int(cam["width"]), "height": int(cam["height"])}
+        drive = _driver(driver, env)
         for i, path in enumerate(tqdm(paths, desc="episodes", unit="ep", disable=not progress)):
             noise = SteeringNoise(noise_sigma, dt, seed=seed + i)
-            entry = record_episode(env, path, seed + i, noise, max_steps)
+            entry = record_episode(env, path, seed + i, noise, max_steps, driver=drive)
             entries.append({**entry, **size, "noise_sigma": float(noise_sigma)})
             write_episode_index(out, [*previous, *entries])
     finally:
@@ -245,6 +263,7 @@ def record_episode_task(
     road_seed: int,
     noise_sigma: float,
     max_steps: int | None,
+    driver: str | None = None,
 ) -> dict:
     """One episode in an env of its own, as the serial loop records it (its noise seeded
     by its road seed), returned as its index entry (the body of a Ray task; module-level,
@@ -257,15 +276,24 @@ def record_episode_task(
     try:
         cam = env.unwrapped.camera_info()
         noise = SteeringNoise(noise_sigma, float(env.unwrapped.dt), seed=road_seed)
-        entry = record_episode(env, path, road_seed, noise, max_steps)
+        entry = record_episode(env, path, road_seed, noise, max_steps, driver=_driver(driver, env))
     finally:
         env.close()
     size = {"width": int(cam["width"]), "height": int(cam["height"])}
     return {**entry, **size, "noise_sigma": float(noise_sigma)}
 
 
+def _driver(checkpoint: str | None, env: Any):
+    """The `dagger.PolicyDriver` of `checkpoint` for `env` (None: the expert drives)."""
+    if checkpoint is None:
+        return None
+    from steering_agent.data.dagger import PolicyDriver
+
+    return PolicyDriver(checkpoint, env)
+
+
 def _record_ray(env_id, env_kwargs, out, paths, seed, noise_sigma, max_steps, progress,
-                previous, per_episode=None) -> list[dict]:  # fmt: skip
+                previous, per_episode=None, driver=None) -> list[dict]:  # fmt: skip
     """`record_env_episodes`'s loop as one Ray task per episode; entries in seed order."""
     import ray
     from tqdm import tqdm
@@ -275,7 +303,7 @@ def _record_ray(env_id, env_kwargs, out, paths, seed, noise_sigma, max_steps, pr
     task = ray.remote(num_cpus=1)(record_episode_task)
     setups = [per_episode(seed + i) if per_episode else (None, {}) for i in range(len(paths))]
     refs = [
-        task.remote(env_id, {**env_kwargs, **extra}, path, seed + i, noise_sigma, max_steps)
+        task.remote(env_id, {**env_kwargs, **extra}, path, seed + i, noise_sigma, max_steps, driver)
         for i, (path, (_, extra)) in enumerate(zip(paths, setups, strict=True))
     ]
     done: dict[int, dict] = {}
@@ -312,100 +340,3 @@ def writer_throughput(width: int, height: int, frames: int = 200) -> float:
             for i in range(frames):
                 writer.write_step(i * 0.05, image, 8.0, action, action)
         return frames / (time.perf_counter() - start)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of `steering-agent record`."""
-    a = cli_args
-    parser.add_argument("--episodes", type=a.positive_int, default=1, help="episodes to record")
-    parser.add_argument("--out", type=Path, required=True, help="folder for bags + index.json")
-    parser.add_argument(
-        "--seed", type=a.nonneg_int, default=0, help="road seed of episode 0 (i: S+i)"
-    )
-    parser.add_argument(
-        "--noise",
-        type=a.nonneg_float,
-        default=0.0,
-        metavar="SIGMA",
-        help="std of the correlated steering drift added to the executed "
-        "action (labels stay clean); e.g. 0.1",
-    )
-    parser.add_argument("--width", type=a.camera_px, default=200, help="camera width (px)")
-    parser.add_argument("--height", type=a.camera_px, default=66, help="camera height (px)")
-    parser.add_argument(
-        "--route-length",
-        type=a.route_length,
-        default=None,
-        metavar="M",
-        help="route length in metres (default: the env's)",
-    )
-    parser.add_argument(
-        "--max-steps", type=a.positive_int, default=None, help="cap steps per episode"
-    )
-    parser.add_argument(
-        "--look",
-        choices=("plain", "varied"),
-        default=None,
-        help="the simulated world: plain (one road style) or varied (lanes, objects, "
-        "traffic, weather drawn per seed); default: the env's (plain)",
-    )
-    parser.add_argument(
-        "--randomize-camera",
-        action="store_true",
-        help="draw each episode's camera mount, FOV, image size and car around real "
-        "set-ups (steering_agent.data.setups; overrides --width/--height)",
-    )
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    parser.add_argument(
-        "--workers",
-        type=a.positive_int,
-        default=1,
-        help="record the episodes in N processes of a local Ray cluster, one env each "
-        '(the ray extra: pip install "steering_agent[ray]"; default 1: serial, no Ray)',
-    )
-    parser.add_argument(
-        "--ray-address",
-        default=None,
-        metavar="ADDR",
-        help="join the Ray cluster at ADDR (e.g. auto, or HEAD:6379) instead of starting "
-        "one; --out must be a folder its nodes share (docs/scale.md)",
-    )
-
-
-def run(args: argparse.Namespace) -> int:
-    """`steering-agent record`: check --out, record, then print one line per episode."""
-    from steering_agent.common import raycluster
-
-    workers, address = getattr(args, "workers", 1), getattr(args, "ray_address", None)
-    fan = raycluster.check_workers(workers, address)  # a missing extra: one line at once
-    cli_args.writable_dir(args.out, "--out")
-    check_training_seeds(args.seed, args.episodes)
-    if fan:
-        raycluster.connect(workers, address)
-    try:
-        entries = _record(args, fan)
-    finally:
-        if fan:
-            raycluster.shutdown()
-    for e in entries:
-        print(f"{e['bag']}: {e['steps']} steps, {e['distance_m']:.1f} m")
-    total = len(read_episode_index(args.out))
-    print(f"wrote {len(entries)} bags and {args.out / INDEX_FILE} ({total} episodes in all)")
-    return 0
-
-
-def _record(args: argparse.Namespace, fan: bool) -> list[dict]:
-    return record_episodes(
-        args.out,
-        args.episodes,
-        args.seed,
-        args.noise,
-        args.width,
-        args.height,
-        args.route_length,
-        args.max_steps,
-        progress=not args.no_progress,
-        fanout=fan,
-        look=getattr(args, "look", None),
-        randomize_camera=getattr(args, "randomize_camera", False),
-    )

@@ -49,6 +49,7 @@ class Scenery:
         cam = camera
         self._axes = np.stack((cam._axis, cam._right, cam._down))  # rows: z, x, y of camera
         self._mount = np.array([cam.mount_x_m, cam.mount_y_m, cam.mount_height_m])
+        self._axes_mount = self._axes @ self._mount
         self._raster = PolyRaster(cam)
         self._finalise()
 
@@ -143,6 +144,7 @@ class Scenery:
         foot = np.asarray(ps.foot, np.float64).reshape(-1, 4)
         foot = foot[np.argsort(foot[:, 0], kind="stable")]
         self._foot = foot
+        self._foot_rows = [tuple(r) for r in foot.tolist()]  # per step a few: Python is faster
         self._foot_lo = foot[:, 0].tolist()
         self._foot_len = float((foot[:, 1] - foot[:, 0]).max()) if len(foot) else 0.0
         lamps = sorted(ps.lamps) if self.night else []
@@ -215,15 +217,11 @@ class Scenery:
         i = bisect_left(self._foot_lo, s - EGO_HALF_LEN - self._foot_len)
         j = bisect_left(self._foot_lo, s + EGO_HALF_LEN)
         if j > i:
-            f = self._foot[i:j]
-            hit = (
-                (f[:, 1] > s - EGO_HALF_LEN)
-                & (f[:, 0] < s + EGO_HALF_LEN)
-                & (f[:, 3] > lateral - EGO_HALF_WID)
-                & (f[:, 2] < lateral + EGO_HALF_WID)
-            )
-            if hit.any():
-                return True
+            s_lo, s_hi = s - EGO_HALF_LEN, s + EGO_HALF_LEN
+            l_lo, l_hi = lateral - EGO_HALF_WID, lateral + EGO_HALF_WID
+            for f0, f1, f2, f3 in self._foot_rows[i:j]:
+                if f1 > s_lo and f0 < s_hi and f3 > l_lo and f2 < l_hi:
+                    return True
         if self.traffic is not None:
             return self.traffic.overlaps(s, lateral, t_s, EGO_HALF_LEN, EGO_HALF_WID)
         return False
@@ -265,7 +263,7 @@ class Scenery:
         c, s = math.cos(yaw), math.sin(yaw)
         rcar = np.array([[c, s, 0.0], [-s, c, 0.0], [0.0, 0.0, 1.0]])  # world -> car
         m = self._axes @ rcar
-        off = -(m @ np.array([x, y, 0.0])) - self._axes @ self._mount
+        off = -(m @ np.array([x, y, 0.0])) - self._axes_mount
         return m, off
 
     def _draw_pools(self, img, s, m, off) -> None:

@@ -9,6 +9,9 @@ numpy calls on all polygons at once, then one lean Python loop over those drawn.
 
 from __future__ import annotations
 
+from collections import deque
+from itertools import repeat
+
 import cv2
 import numpy as np
 
@@ -16,6 +19,8 @@ SHIFT = 3
 ONE = 1 << SHIFT
 ZNEAR = 0.2
 GUARD_PX = 8000.0  # cv2 drawing needs |pixel| < 2**15 (fixed point)
+MIN_SPAN_PX = 0.3  # a polygon thinner than this along u or v is not drawn
+MIN_SUM_PX = 1.2  # nor one whose width plus height is below this
 _LINE_8 = int(cv2.LINE_8)
 
 
@@ -64,20 +69,16 @@ class PolyRaster:
         uv = self._cxy + self._fxy * p[:, 1:] / np.maximum(z, ZNEAR)[:, None, :]
         lo, hi = uv.min(axis=0), uv.max(axis=0)  # (2, n)
         d = hi - lo  # too thin or too small to cover a pixel: skip
-        show = (
-            front
-            & (zlo >= ZNEAR)
-            & (hi >= 0).all(axis=0)
-            & (lo < self._wh).all(axis=0)
-            & (d > 0.3).all(axis=0)
-            & (d[0] + d[1] > 1.2)
-        )
+        ok = (hi >= 0) & (lo < self._wh) & (d > MIN_SPAN_PX)  # per axis: on screen, not thin
+        show = front & (zlo >= ZNEAR) & ok[0] & ok[1] & (d[0] + d[1] > MIN_SUM_PX)
         special: set = set()
         if zlo.min() < ZNEAR:
             slow = np.flatnonzero(front & (zlo < ZNEAR) & (z.max(axis=0) >= ZNEAR))
             if slow.size:  # crossing the near plane: keep those not wholly outside a side
-                special.update(self._keep_crossing(p, slow).tolist())
-                show[list(special)] = True
+                keep = self._keep_crossing(p, slow)
+                if keep.size:
+                    special.update(keep.tolist())
+                    show[keep] = True
         if lo.min() < -GUARD_PX or hi.max() > GUARD_PX:
             big = show & ((lo < -GUARD_PX).any(axis=0) | (hi > self._guard_hi).any(axis=0))
             special.update(np.flatnonzero(big).tolist())
@@ -89,23 +90,28 @@ class PolyRaster:
         np.rint(uv[:, :, idx].transpose(2, 0, 1) * ONE, out=pts, casting="unsafe")
         polys = list(pts)
         ks = idx.tolist()
-        fill = cv2.fillConvexPoly
         if special:
             for pos, k in enumerate(ks):
                 if k in special:
                     polys[pos] = self.clipped(p[:, :, k])
-            for q, k in zip(polys, ks, strict=True):
-                if q is not None:
-                    fill(img, q, cols[k], _LINE_8, SHIFT)
-            return
-        for q, k in zip(polys, ks, strict=True):
-            fill(img, q, cols[k], _LINE_8, SHIFT)
+            drawn = [(q, cols[k]) for q, k in zip(polys, ks, strict=True) if q is not None]
+            polys, colours = [q for q, _ in drawn], [c for _, c in drawn]
+        else:
+            colours = list(map(cols.__getitem__, ks))
+        # one C-level loop over the polygons, far to near
+        n = len(polys)
+        deque(
+            map(cv2.fillConvexPoly, repeat(img, n), polys, colours, repeat(_LINE_8, n),
+                repeat(SHIFT, n)),
+            maxlen=0,
+        )  # fmt: skip
 
     def _keep_crossing(self, p, slow: np.ndarray) -> np.ndarray:
         """Of the polygons `slow` that cross the near plane, those not wholly outside
         one of the view's side planes."""
         fx, fy, cx, cy, w, h = self.fx, self.fy, self.cx, self.cy, self.w, self.h
-        qz, qx, qy = p[:, 0, slow], p[:, 1, slow], p[:, 2, slow]
+        q = p[:, :, slow]
+        qz, qx, qy = q[:, 0], q[:, 1], q[:, 2]
         out = (
             ((fx * qx + cx * qz) < 0).all(0)
             | ((fx * qx - (w - cx) * qz) > 0).all(0)

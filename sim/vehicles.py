@@ -10,6 +10,8 @@ length, so a lane keeps its spacing (all of one lane share a speed; lanes differ
 
 from __future__ import annotations
 
+from itertools import chain
+
 import numpy as np
 
 K = 8  # vertices per polygon
@@ -167,6 +169,10 @@ class Traffic:
         self.span = span
         self.half_len = 0.5 * CAR_LEN_M
         self.half_wid = 0.5 * CAR_WID_M
+        # vehicles by lane (a lane's offset never changes): `overlaps` tests lanes first
+        self._by_lane = [
+            (float(o), np.flatnonzero(self.lane == o)) for o in np.unique(self.lane).tolist()
+        ]
 
     def __len__(self) -> int:
         return self.s0.size
@@ -214,7 +220,7 @@ class Traffic:
         nc = a @ self._tn_t  # (n, 3, T)
         t = self.tn.shape[0]
         depth = np.repeat(b[:, 0] + 0.8 * a[:, 0, 2], t)
-        cols = [col for i in idx.tolist() for col in self.colours[i]]
+        cols = list(chain.from_iterable(map(self.colours.__getitem__, idx.tolist())))
         pc = pc.transpose(1, 2, 0, 3).reshape(K, 3, n * t)
         return pc, nc.transpose(1, 0, 2).reshape(3, n * t), depth, cols
 
@@ -222,10 +228,12 @@ class Traffic:
         self, s: float, lateral: float, t_s: float, half_len: float, half_wid: float
     ) -> bool:
         """Whether a box (s +- half_len, lateral +- half_wid) overlaps any vehicle."""
-        if not self.s0.size:
-            return False
-        st = self.s_at(t_s)
-        hit = (np.abs(st - s) < half_len + self.half_len) & (
-            np.abs(self.lane - lateral) < half_wid + self.half_wid
-        )
-        return bool(hit.any())
+        lat_lim, s_lim = half_wid + self.half_wid, half_len + self.half_len
+        for off, idx in self._by_lane:
+            if abs(off - lateral) < lat_lim:
+                st = self.lo + np.mod(
+                    self.s0[idx] + self.sign[idx] * self.speed[idx] * t_s - self.lo, self.span
+                )
+                if (np.abs(st - s) < s_lim).any():
+                    return True
+        return False

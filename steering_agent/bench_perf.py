@@ -12,6 +12,7 @@ import os
 import tempfile
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from steering_agent.bench import Measurement, Skipped, repeat
@@ -174,13 +175,17 @@ class _PeakRss:
 
 
 def train_throughput(episodes, epochs: int = 1, batch: int = 16, seq_len: int = 16,
-                     seed: int = 0) -> dict:  # fmt: skip
+                     seed: int = 0, precision: str = "fp32") -> dict:  # fmt: skip
     """Frames per second of `steering_agent.training.train_epoch` (augmentation, forward,
-    backward, optimiser step) on already prepared episodes, and the peak memory it adds.
+    backward, optimiser step) on already prepared episodes, and the peak memory it adds;
+    the model and the process set up as `training.train` sets them up (in-place ELUs,
+    freed memory kept), at `precision` ("auto", "fp32", "bf16").
 
     Returns:
-        dict(frames_per_s, frames, seconds, steps, peak_extra_mb, peak_bytes_per_frame:
-        the added peak over the frames of one batch, batch * seq_len).
+        dict(frames_per_s, frames, seconds, cpu_seconds (all threads of the process:
+        steadier than the wall clock on a shared machine), steps, precision (resolved),
+        peak_extra_mb,
+        peak_bytes_per_frame: the added peak over the frames of one batch, batch * seq_len).
     """
     import numpy as np
     import torch
@@ -188,20 +193,28 @@ def train_throughput(episodes, epochs: int = 1, batch: int = 16, seq_len: int = 
     from steering_agent.data.sequences import ChunkStream
     from steering_agent.policy.model import ModelConfig, SteeringNet
     from steering_agent.training import TrainConfig, train_epoch
+    from steering_agent.training_loop import (
+        fast_training_model,
+        keep_freed_memory,
+        resolve_precision,
+    )
 
     cfg = TrainConfig(epochs=epochs, batch=batch, seq_len=seq_len, seed=seed)
+    cfg = replace(cfg, precision=resolve_precision(precision, cfg.device))
+    keep_freed_memory()
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     pre = cfg.preprocess
     model = SteeringNet(ModelConfig(arch=cfg.arch, height=pre.height, width=pre.width))
+    model = fast_training_model(model)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
     stream = ChunkStream(episodes, batch, seq_len, rng)
     with _PeakRss() as mem:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         for _ in range(epochs):
             train_epoch(model, opt, sched, stream, cfg, rng)
-        seconds = time.perf_counter() - t0
+        seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     steps = len(stream) * epochs
     frames = steps * batch * seq_len
     extra = mem.extra_bytes
@@ -209,7 +222,9 @@ def train_throughput(episodes, epochs: int = 1, batch: int = 16, seq_len: int = 
         "frames_per_s": frames / seconds,
         "frames": frames,
         "seconds": seconds,
+        "cpu_seconds": cpu,
         "steps": steps,
+        "precision": cfg.precision,
         "peak_extra_mb": None if extra is None else extra / 2**20,
         "peak_bytes_per_frame": None if extra is None else extra / (batch * seq_len),
     }
@@ -217,12 +232,14 @@ def train_throughput(episodes, epochs: int = 1, batch: int = 16, seq_len: int = 
 
 def bench_train(repeats: int, quick: bool) -> list:
     """Training throughput on a small dataset recorded here (expert drives at 200x66,
-    loaded and prepared with the training code's own functions), one epoch per run."""
+    loaded and prepared with the training code's own functions), one epoch per run, at
+    the default precision (fp32) and, where the CPU has native bf16, at bf16 too."""
     from steering_agent.data.dataset import load_episodes
     from steering_agent.data.recording import record_episodes
     from steering_agent.data.sequences import prepare
     from steering_agent.policy.threads import set_torch_threads
     from steering_agent.training import TrainConfig
+    from steering_agent.training_loop import resolve_precision
 
     episodes, steps = (2, 80) if quick else (4, 400)
     batch, seq_len = (4, 8) if quick else (16, 16)
@@ -231,20 +248,36 @@ def bench_train(repeats: int, quick: bool) -> list:
         report = load_episodes(tmp)
     prepared = prepare(report.episodes, TrainConfig().preprocess)
     set_torch_threads(int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1))
-    runs = [train_throughput(prepared, 1, batch, seq_len) for _ in range(repeats)]
-    params = {
-        "episodes": episodes,
-        "steps_per_episode": steps,
-        "batch": batch,
-        "seq_len": seq_len,
-        "frames_per_run": runs[0]["frames"],
-        "size": "200x66",
-    }
+    # the default precision, and bf16 beside it where the CPU has it natively (interleaved)
+    default = TrainConfig().precision
+    precisions = [default]
+    if default != "bf16" and resolve_precision("auto", TrainConfig().device) == "bf16":
+        precisions.append("bf16")
+    runs: dict[str, list] = {p: [] for p in precisions}
+    for _ in range(repeats):
+        for p in precisions:
+            runs[p].append(train_throughput(prepared, 1, batch, seq_len, precision=p))
+    out = []
+    for p in precisions:
+        out += _train_rows(runs[p], p == default, episodes=episodes, steps_per_episode=steps,
+                           batch=batch, seq_len=seq_len)  # fmt: skip
+    return out
+
+
+def _train_rows(runs: list, default: bool, **params) -> list:
+    precision = runs[0]["precision"]
+    params = {**params, "frames_per_run": runs[0]["frames"], "size": "200x66",
+              "precision": precision}  # fmt: skip
+    label = "" if default else f", {precision}"
     fps = [r["frames_per_s"] for r in runs]
-    out = [Measurement("train frames/s (train_epoch)", "frames/s", fps, params)]
+    out = [Measurement(f"train frames/s (train_epoch{label})", "frames/s", fps, params)]
     peak = [r["peak_bytes_per_frame"] for r in runs]
     if all(v is not None for v in peak):
         mem = {**params, "peak_extra_mb": [r["peak_extra_mb"] for r in runs]}
         kib = [v / 1024 for v in peak]
-        out.append(Measurement("train peak memory per frame of a batch", "KiB/frame", kib, mem))
+        name = f"train peak memory per frame of a batch{label}"
+        out.append(Measurement(name, "KiB/frame", kib, mem))
+    cpu = [r["frames"] / r["cpu_seconds"] for r in runs]
+    name = f"train frames per CPU-second (train_epoch{label})"
+    out.append(Measurement(name, "frames/cpu-s", cpu, params))
     return out

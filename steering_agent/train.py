@@ -21,7 +21,7 @@ from steering_agent.interfaces import topics
 from steering_agent.policy.backends import resolve_device
 from steering_agent.policy.model import ARCHS
 from steering_agent.policy.preprocess import PreprocessConfig
-from steering_agent.training import TrainConfig, _load_init, last_path_of, train
+from steering_agent.training import PRECISIONS, TrainConfig, _load_init, last_path_of, train
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -98,6 +98,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--no-cache", action="store_true", help="prepare the frames in memory, cache nothing"
+    )
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default=d.precision,
+        help="fp32 (default); bf16: autocast of the encoder (a CPU with AVX512-BF16/AMX, "
+        "or CUDA); auto: bf16 where the CPU has it natively, else fp32; weights, LSTM "
+        "and loss stay fp32",
+    )
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the network (about a minute to compile; measured no faster "
+        "on a 2-core CPU, docs/performance.md)",
     )
     parser.add_argument("--no-progress", action="store_true")
 
@@ -197,6 +211,8 @@ def _config(args: argparse.Namespace) -> TrainConfig:
         camera_faults_per_s=args.camera_faults,
         preprocess=pre,
         device=str(resolve_device(args.device)),
+        precision=args.precision,
+        compile=args.compile,
     )
 
 

@@ -34,7 +34,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from steering_agent.common.cli_args import UsageError
 from steering_agent.common.extras import require
@@ -42,60 +41,27 @@ from steering_agent.data.augment import CameraFaults, augment
 from steering_agent.data.sequences import ChunkStream, PreparedEpisode, prepare, split_episodes
 from steering_agent.policy.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from steering_agent.policy.model import ModelConfig, SteeringNet
-from steering_agent.policy.preprocess import PreprocessConfig, normalize
+from steering_agent.policy.preprocess import PreprocessConfig
+from steering_agent.policy.threads import set_torch_threads
+from steering_agent.training_loop import (
+    PRECISIONS,
+    Dist,
+    dist_from_env,
+    evaluate_rmse,
+    fast_training_model,
+    keep_freed_memory,
+    reset_rows,
+    resolve_precision,
+    steering_loss,
+    train_epoch,
+    warmup_cosine,
+)
 
 __all__ = [
-    "CameraFaults", "ChunkStream", "PreparedEpisode", "TrainConfig", "augment",
-    "split_episodes", "steering_loss", "train",
+    "PRECISIONS", "CameraFaults", "ChunkStream", "Dist", "PreparedEpisode", "TrainConfig",
+    "augment", "evaluate_rmse", "split_episodes", "steering_loss", "train", "train_epoch",
 ]  # fmt: skip
-from steering_agent.policy.threads import set_torch_threads
-
-
-@dataclass(frozen=True)
-class Dist:
-    """This process's place in a torchrun job (rank 0 of 1 without one)."""
-
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-    owns_group: bool = False  # this module initialised the process group (and ends it)
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-    def rows(self, batch: int) -> slice:
-        """The block of the global batch's rows this rank trains on."""
-        per = batch // self.world
-        return slice(self.rank * per, (self.rank + 1) * per)
-
-
-def dist_from_env(cfg: TrainConfig) -> Dist:
-    """The torchrun job this process is part of (RANK/WORLD_SIZE set), its process group
-    initialised (gloo for a CPU device, NCCL for CUDA, each rank on cuda:LOCAL_RANK);
-    `Dist()` where the variables are unset.
-
-    Raises:
-        UsageError: --batch is not a multiple of the world size.
-    """
-    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
-        return Dist()
-    import torch.distributed as tdist
-
-    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
-    local = int(os.environ.get("LOCAL_RANK", "0"))
-    if cfg.batch % world:
-        raise UsageError(
-            f"--batch {cfg.batch} over {world} processes: pass a multiple of {world} "
-            "(each process trains batch/world rows)"
-        )
-    cuda = str(cfg.device).startswith("cuda")
-    if cuda:
-        torch.cuda.set_device(local)
-    owns = not tdist.is_initialized()
-    if owns:
-        tdist.init_process_group("nccl" if cuda else "gloo")
-    return Dist(rank, world, local, owns)
+_reset_rows, _warmup_cosine = reset_rows, warmup_cosine  # the names they had here
 
 
 @dataclass
@@ -126,107 +92,15 @@ class TrainConfig:
     # kept (steering_agent.data.augment.CameraFaults; 0: off)
     camera_faults_per_s: float = 0.0
     frame_dt_s: float = 0.05
+    # "fp32" (default); "bf16": autocast of the encoder; "auto": bf16 on a CPU with
+    # native bf16, else fp32 (steering_agent.training_loop.resolve_precision; the run
+    # records the resolved one). fp32 is the default: on the 2-thread bench under load,
+    # bf16 was slower (docs/performance.md), and results then do not depend on the CPU
+    precision: str = "fp32"
+    # torch.compile the network (measured: ~1 min to compile here, no faster after it;
+    # docs/performance.md)
+    compile: bool = False
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
-
-
-def _warmup_cosine(total_steps: int, warmup: float = 0.05):
-    """LR factor per optimizer step; `total_steps` may grow on --resume with more epochs."""
-    n_warm = max(1, int(warmup * total_steps))
-
-    def factor(step: int) -> float:
-        if step < n_warm:
-            return (step + 1) / n_warm
-        frac = min(1.0, (step - n_warm) / max(1, total_steps - n_warm))
-        return 0.02 + 0.98 * 0.5 * (1.0 + math.cos(math.pi * frac))
-
-    return factor
-
-
-@torch.inference_mode()
-def evaluate_rmse(model: SteeringNet, eps: list[PreparedEpisode], chunk: int = 256) -> float:
-    """Steering RMSE over whole episodes, state carried from each episode's first frame."""
-    model.eval()
-    device = next(model.parameters()).device
-    se, n = 0.0, 0
-    for ep in eps:
-        state = None
-        for s in range(0, len(ep.steer), chunk):
-            x = normalize(torch.from_numpy(np.array(ep.frames[s : s + chunk])).to(device))[None]
-            pred, state = model(x, state)
-            y = torch.from_numpy(ep.steer[s : s + chunk]).to(device)
-            se += float(((pred[0] - y) ** 2).sum())
-            n += x.shape[1]
-    return math.sqrt(se / max(n, 1))
-
-
-def _reset_rows(state, fresh: np.ndarray):
-    """Detach the carried state (truncated BPTT) and zero it for rows starting an episode."""
-    if state is None:
-        return None
-    keep = torch.from_numpy(~fresh).float()
-    if isinstance(state, tuple):  # the LSTM's (h, c), each [layers, B, hidden]
-        keep = keep.view(1, -1, 1).to(state[0].device)
-        return tuple(s.detach() * keep for s in state)
-    # a batch-first tensor (the frame-stack's buffer of past frames)
-    return state.detach() * keep.view(-1, *([1] * (state.dim() - 1))).to(state.device)
-
-
-def steering_loss(pred: torch.Tensor, y: torch.Tensor, delta_weight: float = 0.0) -> torch.Tensor:
-    """MSE of the steering [B, T], plus `delta_weight` x the MSE of its change from frame to
-    frame (within a chunk) against the label's change."""
-    loss = nn.functional.mse_loss(pred, y)
-    if delta_weight and pred.shape[1] > 1:
-        loss = loss + delta_weight * nn.functional.mse_loss(pred.diff(dim=1), y.diff(dim=1))
-    return loss
-
-
-def train_epoch(
-    model,
-    opt,
-    sched,
-    stream: ChunkStream,
-    cfg: TrainConfig,
-    rng,
-    bar=None,
-    dist: Dist | None = None,
-) -> float:
-    """One epoch; returns the mean loss over the global batch (averaged over ranks).
-
-    Every rank draws the augmentation of the whole global batch (the same random numbers
-    one process draws) and trains on its block of rows (`Dist.rows`)."""
-    dist = dist or Dist()
-    model.train()
-    state, total, n = None, 0.0, 0
-    rows = dist.rows(cfg.batch)
-    faults = CameraFaults(cfg.batch, cfg.camera_faults_per_s, cfg.frame_dt_s,
-                          cfg.preprocess.color, rng)  # fmt: skip
-    for frames, steer, fresh in stream:
-        frames = faults.apply(frames, fresh)
-        x, y = augment(frames, steer, cfg, rng)
-        x, y, fresh = x[rows], y[rows], fresh[rows]
-        x, y = x.to(cfg.device, non_blocking=True), y.to(cfg.device, non_blocking=True)
-        state = _reset_rows(state, fresh)
-        pred, state = model(x, state)
-        loss = steering_loss(pred, y, cfg.delta_weight)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        total, n = total + loss.item(), n + 1
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix(loss=f"{total / n:.4f}")
-    mean = total / max(n, 1)
-    if dist.world > 1:  # the ranks' means are over equal row counts: their mean is global
-        import torch.distributed as tdist
-
-        t = torch.tensor([mean], dtype=torch.float64)
-        if str(cfg.device).startswith("cuda"):
-            t = t.to(cfg.device)
-        tdist.all_reduce(t)
-        mean = float(t.item()) / dist.world
-    return mean
 
 
 def train(
@@ -255,6 +129,7 @@ def train(
     """
     if logdir:  # TensorBoard only where asked for (the `tensorboard` extra), before any work
         require("tensorboard", "--logdir (TensorBoard logging)")
+    cfg = replace(cfg, precision=resolve_precision(cfg.precision, cfg.device))
     dist = dist_from_env(cfg)
     if dist.world > 1 and str(cfg.device).startswith("cuda"):
         cfg = replace(cfg, device=f"cuda:{dist.local_rank}")  # one GPU per rank
@@ -277,6 +152,7 @@ def _train(episodes, cfg, out, logdir, resume, provenance, progress, init, dist:
     torch.manual_seed(cfg.seed)  # the same on every rank: one global stream, one init
     rng = np.random.default_rng(cfg.seed)
     set_torch_threads(int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1))
+    keep_freed_memory()
     t_start = time.monotonic()
     prepared = prepare(episodes, cfg.preprocess)
     if not prepared:
@@ -299,15 +175,17 @@ def _train(episodes, cfg, out, logdir, resume, provenance, progress, init, dist:
         start = init_checkpoint(init, cfg)
         model.load_state_dict(_init_weights(start, model_cfg))
         init_prov = {"init": {"path": str(init), **_provenance_summary(start.provenance)}}
-    model = model.to(cfg.device)
+    model = fast_training_model(model.to(cfg.device))
     net = model  # what is trained: `model` itself, or its DistributedDataParallel wrapper
     if dist.world > 1:
         from torch.nn.parallel import DistributedDataParallel
 
         ids = [dist.local_rank] if str(cfg.device).startswith("cuda") else None
         net = DistributedDataParallel(model, device_ids=ids)
+    if cfg.compile:
+        net = torch.compile(net)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _warmup_cosine(cfg.epochs * len(stream)))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(cfg.epochs * len(stream)))
     out = Path(out)
     last_path = last_path_of(out)
     history, best, start_epoch = [], math.inf, 0

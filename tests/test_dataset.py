@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -155,3 +156,34 @@ def test_bare_mcap_file(two_bags, tmp_path_factory):
     shutil.copy(next((folder / "ep0").glob("*.mcap")), other / "x.mcap")
     report = load_episodes(other)
     assert report.problems == [] and len(report.episodes[0]) == 25
+
+
+def test_find_bags_follows_linked_bags_and_link_datasets_merges_indexes(tmp_path):
+    """Two recordings linked into one folder (tools/link_datasets.py) are one data set."""
+    import importlib.util
+
+    from steering_agent.data.dataset import find_bags
+    from steering_agent.data.episode_bags import read_episode_index, write_episode_index
+
+    spec = importlib.util.spec_from_file_location(
+        "link_datasets", Path(__file__).resolve().parents[1] / "tools" / "link_datasets.py"
+    )
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    sources = []
+    for name, seeds in (("a", [1, 2]), ("b", [7])):
+        src = tmp_path / name
+        for s in seeds:
+            (src / f"episode_seed{s}").mkdir(parents=True)
+            (src / f"episode_seed{s}" / "metadata.yaml").write_text("x")
+        write_episode_index(src, [{"bag": f"episode_seed{s}", "seed": s} for s in seeds])
+        sources.append(src)
+    out = tmp_path / "merged"
+    entries = tool.link(out, sources)
+    assert [e["seed"] for e in entries] == [1, 2, 7]
+    found = find_bags(out)
+    assert [p.name for p in found] == [e["bag"] for e in entries]
+    assert all(p.is_symlink() and (p / "metadata.yaml").is_file() for p in found)
+    assert [e["bag"] for e in read_episode_index(out)] == [p.name for p in found]
+    with pytest.raises(SystemExit, match="not empty"):
+        tool.link(out, sources)

@@ -39,7 +39,10 @@ SCRIPT = textwrap.dedent(
                                speed=np.full(n, 7.0, np.float32))
 
     out, epochs, resume = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1"
-    cfg = T.TrainConfig(epochs=epochs, seq_len=4, batch=4, lr=1e-3, val_fraction=0.25)
+    # fp32: bf16 (the default on a CPU with native bf16) rounds a 2-row batch's
+    # convolutions differently from a 4-row one's, ~5e-4 relative, above this test's 1e-5
+    cfg = T.TrainConfig(epochs=epochs, seq_len=4, batch=4, lr=1e-3, val_fraction=0.25,
+                        precision="fp32")
     result = T.train([episode(40, s) for s in range(5)], cfg, out, resume=resume,
                      progress=False)
     if int(os.environ.get("RANK", "0")) == 0:

@@ -2,7 +2,8 @@
 layer never imports a higher one. Every import is counted, also those inside functions.
 
     verbs      steering_agent/{cli,train,bench,bench_perf,drive}.py  may import everything below
-    training   steering_agent/training.py                     the training loop (over data, policy)
+    training   steering_agent/training.py                     training runs (over training_loop)
+    loop       steering_agent/training_loop.py                the epoch loop (over data, policy)
     ros        steering_agent/ros/                            the only users of rclpy
     middle     steering_agent/agent.py, data/, evaluation/    policy, interfaces, common, sim
     ground     steering_agent/policy/, interfaces/, common/   no sim, no rclpy
@@ -25,7 +26,7 @@ ROS_MODULES = {
 # layer of each part: a module may import parts of a lower rank, or its own part
 RANK = {
     "sim": 0, "common": 0, "interfaces": 0, "policy": 1, "data": 2, "evaluation": 2,
-    "agent": 2, "training": 3, "ros": 3, "verbs": 4,
+    "agent": 2, "training_loop": 2.5, "training": 3, "ros": 3, "verbs": 4,
 }  # fmt: skip
 VERBS = {"cli", "train", "bench", "bench_perf", "drive", "preview", "__init__", "__main__"}
 

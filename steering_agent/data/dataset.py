@@ -10,6 +10,7 @@ corrupt, missing a topic, unknown image encoding) becomes one line in
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,8 +62,14 @@ def find_bags(folder_or_paths: str | Path | Iterable[str | Path]) -> list[Path]:
         root = Path(folder_or_paths)
         if not root.is_dir() or (root / "metadata.yaml").exists() or any(root.glob("*.mcap")):
             return [root]
-        dirs = {p.parent for p in root.rglob("metadata.yaml")}
-        dirs |= {p.parent for p in root.rglob("*.mcap") if p.parent != root}
+        dirs: set[Path] = set()
+        # followlinks: a folder may link bags of other recordings in (tools/link_datasets.py)
+        for here, _, names in os.walk(root, followlinks=True):
+            here_path = Path(here)
+            if here_path != root and any(
+                n == "metadata.yaml" or n.endswith(".mcap") for n in names
+            ):
+                dirs.add(here_path)
         files = sorted(root.glob("*.mcap"))
         return sorted(dirs) + files
     return [Path(p) for p in folder_or_paths]

@@ -67,13 +67,33 @@ def ort_cpu_session(graph: bytes, threads: int):
 
 
 class TorchStepper:
-    """The network stepped by PyTorch on any device; the state lives on the device."""
+    """The network stepped by PyTorch on any device; the state lives on the device.
+
+    On CUDA the step is replayed from CUDA graphs (`cuda_graphs`, default on there;
+    `steering_agent.policy.cuda_graphs.GraphStepper`), at `precision` "fp32" (default),
+    "fp16" or "bf16" (autocast, refused where it moves the output by more than 1e-3 of
+    fp32's on random inputs). Elsewhere the step runs eagerly (fp32).
+    """
 
     name = "torch"
 
-    def __init__(self, model: SteeringNet, device: torch.device, batch: int, hw) -> None:
+    def __init__(self, model: SteeringNet, device: torch.device, batch: int, hw,
+                 cuda_graphs: bool | None = None, precision: str = "fp32") -> None:  # fmt: skip
         self.device = device
         self.model = model
+        self._graphs = None
+        if cuda_graphs is None:
+            cuda_graphs = device.type == "cuda"
+        if cuda_graphs:
+            if device.type != "cuda":
+                raise ValueError(f"cuda_graphs: needs a CUDA device, not {device}")
+            from steering_agent.policy.cuda_graphs import GraphStepper
+
+            self._graphs = GraphStepper(model, device, batch, hw, precision=precision)
+            self.name = "torch (cuda graphs)"
+            return
+        if precision != "fp32":
+            raise ValueError(f"precision {precision!r}: only with cuda_graphs on a GPU")
         fmt = torch.contiguous_format
         if device.type == "cpu":
             # oneDNN runs PilotNet's wide early convolutions about 1.5x faster on NHWC.
@@ -87,13 +107,17 @@ class TorchStepper:
 
     @torch.inference_mode()
     def reset(self, rows) -> None:
-        if self._state is not None:
+        if self._graphs is not None:
+            self._graphs.reset(rows)
+        elif self._state is not None:
             idx = rows if isinstance(rows, slice) else torch.as_tensor(rows, device=self.device)
             for s in self._state:
                 s[:, idx] = 0.0
 
     @torch.inference_mode()
     def run(self, frames_nhwc: np.ndarray, rows: np.ndarray, full: bool) -> np.ndarray:
+        if self._graphs is not None:
+            return self._graphs.run(frames_nhwc, rows, full)
         n = frames_nhwc.shape[0]
         x = normalize(torch.from_numpy(frames_nhwc).permute(0, 3, 1, 2), out=self._input[:n])
         if self._state is None or full:

@@ -52,11 +52,7 @@ class PolicyDriver:
             raise ValueError(
                 f"release_m {release_m} must be positive and below takeover_m {takeover_m}"
             )
-        path = Path(checkpoint)
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"--driver {path} does not exist: pass a .pt file written by `steering-agent train`"
-            )
+        path = Path(checkpoint)  # a missing or bad file: load_checkpoint's one-line error
         u = env.unwrapped
         camera = u.camera_spec() if hasattr(u, "camera_spec") else None
         vehicle = u.vehicle_spec() if hasattr(u, "vehicle_spec") else None

@@ -44,6 +44,24 @@ def test_index_records_each_episodes_camera_and_car(random_bags):
         assert e["vehicle"]["max_steer_deg"] == pytest.approx(kw["max_steer_deg"])
 
 
+def test_keep_size_records_the_drawn_mount_and_car_at_the_given_image_size(tmp_path, capsys):
+    from steering_agent import cli
+
+    out = tmp_path / "small"
+    record_episodes(out, 1, seed=4, max_steps=6, progress=False, randomize_camera=True, keep_size=True)
+    (e,) = json.loads((out / "index.json").read_text())["episodes"]
+    name, kw = draw_setup(4)
+    assert kw["width"] != 200  # the set-up's own size would differ
+    assert e["setup"] == f"{name}@200x66"
+    assert (e["camera"]["width"], e["camera"]["height"]) == (200, 66)
+    assert e["camera"]["pitch_deg"] == pytest.approx(kw["camera_pitch_deg"])
+    assert e["vehicle"]["max_steer_deg"] == pytest.approx(kw["max_steer_deg"])
+    # without --randomize-camera the option means nothing: refused before recording
+    rc = cli.main(["record", "--episodes", "1", "--out", str(tmp_path / "x"), "--keep-size"])
+    assert rc == 2 and "--randomize-camera" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
 def test_prepared_frames_are_what_the_policy_sees(random_bags, tmp_path):
     from steering_agent.data.dataset import load_episodes
     from steering_agent.policy.policy import BatchedSteeringPolicy

@@ -52,6 +52,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "set-ups (steering_agent.data.setups; overrides --width/--height)",
     )
     parser.add_argument(
+        "--keep-size",
+        action="store_true",
+        help="with --randomize-camera: keep --width/--height for every drawn camera "
+        "(its mount, FOV and car are still drawn), e.g. low-resolution cameras",
+    )
+    parser.add_argument(
         "--driver",
         default=None,
         metavar="CHECKPOINT",
@@ -80,6 +86,11 @@ def run(args: argparse.Namespace) -> int:
     """`steering-agent record`: check --out, record, then print one line per episode."""
     from steering_agent.common import raycluster
 
+    if getattr(args, "keep_size", False) and not getattr(args, "randomize_camera", False):
+        raise cli_args.UsageError(
+            "--keep-size keeps --width/--height for randomised cameras: add "
+            "--randomize-camera, or drop --keep-size"
+        )
     workers, address = getattr(args, "workers", 1), getattr(args, "ray_address", None)
     fan = raycluster.check_workers(workers, address)  # a missing extra: one line at once
     cli_args.writable_dir(args.out, "--out")
@@ -117,4 +128,5 @@ def _record(args: argparse.Namespace, fan: bool) -> list[dict]:
         look=getattr(args, "look", None),
         randomize_camera=getattr(args, "randomize_camera", False),
         driver=getattr(args, "driver", None),
+        keep_size=getattr(args, "keep_size", False),
     )

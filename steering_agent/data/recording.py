@@ -12,6 +12,8 @@ CLI verb: `steering-agent record --episodes N --out DIR [--seed S] [--noise SIGM
 
 from __future__ import annotations
 
+import functools
+
 import math
 import tempfile
 import time
@@ -137,6 +139,7 @@ def record_episodes(
     look: str | None = None,
     randomize_camera: bool = False,
     driver: str | None = None,
+    keep_size: bool = False,
 ) -> list[dict]:
     """Record `episodes` expert drives on road seeds seed..seed+episodes-1 (with
     `fanout`, one Ray task per episode on the cluster `raycluster.connect` joined).
@@ -144,7 +147,8 @@ def record_episodes(
     `look` is the env's look ("plain", "varied"; None: the env's default). With
     `randomize_camera`, each episode's camera (mount, FOV, image size) and car are drawn
     by `steering_agent.data.setups.draw_setup(seed)` instead of `width` x `height` on
-    the training camera; each index entry records its `camera` and `vehicle` specs.
+    the training camera (`keep_size`: the drawn mount, FOV and car, but `width` x
+    `height`); each index entry records its `camera` and `vehicle` specs.
     With `driver` (a checkpoint path), the checkpoint drives and the expert labels
     (DAgger, `steering_agent.data.dagger`).
 
@@ -171,15 +175,29 @@ def record_episodes(
         max_steps,
         progress,
         fanout=fanout,
-        per_episode=_random_setup if randomize_camera else None,
+        per_episode=_setup_drawer(randomize_camera, (width, height) if keep_size else None),
         driver=driver,
     )
 
 
-def _random_setup(seed: int) -> tuple[str, dict]:
+def _setup_drawer(randomize: bool, size: tuple[int, int] | None):
+    """`per_episode` for `record_env_episodes` (picklable for Ray): None without
+    `randomize`; with `size`, every drawn camera keeps that image size."""
+    if not randomize:
+        return None
+    return _random_setup if size is None else functools.partial(_random_setup, size=size)
+
+
+def _random_setup(seed: int, size: tuple[int, int] | None = None) -> tuple[str, dict]:
+    """`setups.draw_setup(seed)`; with `size` (width, height) the drawn camera keeps
+    its mount, FOV and car but takes that image size (the canonical draw is unchanged)."""
     from steering_agent.data.setups import draw_setup
 
-    return draw_setup(seed)
+    name, kwargs = draw_setup(seed)
+    if size is not None and kwargs:
+        kwargs = dict(kwargs, width=int(size[0]), height=int(size[1]))
+        name = f"{name}@{size[0]}x{size[1]}"
+    return name, kwargs
 
 
 def record_env_episodes(

@@ -179,6 +179,14 @@ class RoadRenderer:
             raise ValueError(f"shadows must be (M, K, 2) with (M,) centres, got {polys.shape}")
         if s_c.size == 0:
             return
+        # one group per polygon size: one transform per frame, and the same pixels (a
+        # fill's coverage does not depend on the order of its polygons)
+        for k, (old_p, old_s) in enumerate(self._shadow_groups):
+            if old_p.shape[1] == polys.shape[1]:
+                polys = np.concatenate((old_p, polys))
+                s_c = np.concatenate((np.asarray(old_s, np.float64), s_c))
+                del self._shadow_groups[k]
+                break
         order = np.argsort(s_c, kind="stable")
         self._shadow_groups.append((polys[order], s_c[order].tolist()))
 

@@ -143,6 +143,9 @@ class CrossSection:
                 )
             )
         self.offsets = offsets
+        # other layouts sample the far patch half as densely (chords of 4 m: a curve's
+        # sagitta stays far under its pixels); the plain one as it always did
+        self._far_mul = 1 if lay == lay.plain(road.lane_width) else 2
         self.pts = np.stack([road.offset_line(o) for o in offsets])  # (K, N, 2)
         self._cache: dict = {}
 
@@ -192,6 +195,8 @@ class CrossSection:
         road, st = self.road, self.style
         c = self.colours(res)
         step = 1 if res < 0.05 else (2 if res < 0.2 else 4)
+        if not fine:
+            step *= self._far_mul
         a = road.index(s_lo) // step * step
         b = road.index(s_hi) + 1
         pts = (self.pts[:, a:b:step] @ aff[:, :2].T + aff[:, 2]).astype(np.int32)

@@ -3,8 +3,9 @@ drawn over a `RoadRenderer` frame in perspective, with collisions and ground sha
 
 Drawing: each object is a few flat-shaded world polygons (`sim.props`, `sim.vehicles`).
 Per frame the polygons near the car are found by arc length (sorted, `bisect`), moved
-into the camera frame with one matrix product (the `IpmCamera` model: car frame X
-forward, Y left, Z up, camera axes from `camera_axes`), then
+into the camera's homogeneous pixel frame with one matrix product (the `IpmCamera`
+model: car frame X forward, Y left, Z up, camera axes from `camera_axes`; back faces
+found by world planes), then
 `sim.scenery_draw.PolyRaster` culls back faces and polygons wholly behind the camera,
 outside the view or under a pixel, clips the few that cross the near plane (or project
 far outside the image), and fills the rest far to near (painter's algorithm by object
@@ -135,9 +136,10 @@ class Scenery:
         # (8, 3, n) and (3, n): per frame one (batched) matrix product each, in the
         # layout `PolyRaster.fill` takes
         self._verts = np.ascontiguousarray(verts.transpose(1, 2, 0))
-        self._normals = np.ascontiguousarray(
-            np.asarray(ps.normals, np.float64).reshape(-1, 3)[order].T
-        )
+        # back faces by world planes: a face is seen iff normal . camera >= normal . vertex
+        nrm = np.asarray(ps.normals, np.float64).reshape(-1, 3)[order]
+        self._normals = np.ascontiguousarray(nrm)
+        self._plane_d = (self._normals * verts[:, 0, :]).sum(axis=1)
         self._anchors = np.asarray(ps.anchors, np.float64).reshape(-1, 3)[order]
         self._cols = [ps.cols[k] for k in order.tolist()]
         self._s_list = np.asarray(ps.s, np.float64)[order].tolist()
@@ -236,27 +238,29 @@ class Scenery:
         i = bisect_left(self._s_list, s - BEHIND_M)
         j = bisect_left(self._s_list, s + AHEAD_M)
         m, off = self._to_camera(x, y, yaw)
+        mk, offk = self._raster.homogeneous(m, off)
+        eye = -(off @ m)  # the camera's world position (m is a rotation)
         dyn = (
             None
             if self.traffic is None
-            else self.traffic.camera_polys(s, t_s, BEHIND_M, AHEAD_M, m, off)
+            else self.traffic.camera_polys(s, t_s, BEHIND_M, AHEAD_M, mk, offk, eye)
         )
         if j <= i and dyn is None and not self._lamp_s:
             return
         if self._lamp_s:
             self._draw_pools(img, s, m, off)
-        pc = m @ self._verts[:, :, i:j] + off[:, None]
-        ncam = m @ self._normals[:, i:j]
-        depth = self._anchors[i:j] @ m[0] + off[0]
+        pc = mk @ self._verts[:, :, i:j] + offk[:, None]
+        front = self._normals[i:j] @ eye >= self._plane_d[i:j]
+        depth = self._anchors[i:j] @ mk[0] + offk[0]
         cols = self._cols[i:j]
         if dyn is not None:
-            dpc, dn, dd, dc = dyn
+            dpc, dfront, dd, dc = dyn
             pc = np.concatenate((pc, dpc), axis=2)
-            ncam = np.concatenate((ncam, dn), axis=1)
+            front = np.concatenate((front, dfront))
             depth = np.concatenate((depth, dd))
             cols = cols + dc
         if pc.shape[2]:
-            self._raster.fill(img, pc, ncam, depth, cols)
+            self._raster.fill(img, pc, front, depth, cols)
 
     def _to_camera(self, x, y, yaw):
         """(M, off): camera coords (z, x, y) = world @ M.T + off."""

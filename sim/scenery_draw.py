@@ -1,10 +1,13 @@
 """The per-frame rasteriser of `sim.scenery`: camera-frame polygons to filled pixels.
 
-`PolyRaster(camera).fill(img, pc, ncam, depth, cols)` culls back faces, polygons wholly
-behind the camera, outside the view or under a pixel, clips the few that cross the near
-plane (or project far outside the image), and fills the rest far to near (painter's
-algorithm by `depth`) with `cv2.fillConvexPoly`. The work is a fixed, small number of
-numpy calls on all polygons at once, then one lean Python loop over those drawn.
+`PolyRaster(camera).fill(img, p, front, depth, cols)` takes polygons in the camera's
+homogeneous pixel frame (z, U = fx*x + cx*z, V = fy*y + cy*z; pixel = (U/z, V/z)), which
+`PolyRaster.homogeneous` folds into the world -> camera matrix, and a front-facing flag
+per polygon. It culls back faces, polygons wholly behind the camera, outside the view or
+under a pixel, clips the few that cross the near plane (or project far outside the
+image), and fills the rest far to near (painter's algorithm by `depth`) with
+`cv2.fillConvexPoly`. The work is a fixed, small number of numpy calls on all polygons
+at once, then one lean Python loop over those drawn.
 """
 
 from __future__ import annotations
@@ -56,17 +59,23 @@ class PolyRaster:
         self._cxy = np.array([[cam.cx], [cam.cy]])
         self._wh = np.array([[cam.width], [cam.height]], np.float64)
         self._guard_hi = self._wh + GUARD_PX
+        # camera (z, x, y) -> homogeneous pixel frame (z, U, V)
+        self.kz = np.array([[1.0, 0.0, 0.0], [cam.cx, cam.fx, 0.0], [cam.cy, 0.0, cam.fy]])
 
-    def fill(self, img, p: np.ndarray, nc: np.ndarray, depth: np.ndarray, cols) -> None:
-        """Cull, clip, sort and fill polygons: `p` (8, 3, n) their vertices in camera
-        coordinates (vertex, then z x y, then polygon: reductions over the vertices run
-        along the first axis, which numpy does fast), `nc` (3, n) their normals, `depth`
-        (n,) their painter's depths, `cols` their colours (n tuples)."""
+    def homogeneous(self, m: np.ndarray, off: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """World -> camera (z, x, y) = p @ m.T + off, as world -> (z, U, V) (module doc)."""
+        return self.kz @ m, self.kz @ off
+
+    def fill(self, img, p: np.ndarray, front: np.ndarray, depth: np.ndarray, cols) -> None:
+        """Cull, clip, sort and fill polygons: `p` (8, 3, n) their vertices in the
+        homogeneous pixel frame (z, U, V; vertex, then coordinate, then polygon:
+        reductions over the vertices run along the first axis, which numpy does fast),
+        `front` (n,) whether each faces the camera (or is two-sided), `depth` (n,) their
+        painter's depths, `cols` their colours (n tuples)."""
         z = p[:, 0]
-        front = (nc[0] * z[0] + nc[1] * p[0, 1] + nc[2] * p[0, 2]) <= 0.0
         zlo = z.min(axis=0)
         # u and v together: (8, 2, n)
-        uv = self._cxy + self._fxy * p[:, 1:] / np.maximum(z, ZNEAR)[:, None, :]
+        uv = p[:, 1:] / np.maximum(z, ZNEAR)[:, None, :]
         lo, hi = uv.min(axis=0), uv.max(axis=0)  # (2, n)
         d = hi - lo  # too thin or too small to cover a pixel: skip
         ok = (hi >= 0) & (lo < self._wh) & (d > MIN_SPAN_PX)  # per axis: on screen, not thin
@@ -108,26 +117,25 @@ class PolyRaster:
 
     def _keep_crossing(self, p, slow: np.ndarray) -> np.ndarray:
         """Of the polygons `slow` that cross the near plane, those not wholly outside
-        one of the view's side planes."""
-        fx, fy, cx, cy, w, h = self.fx, self.fy, self.cx, self.cy, self.w, self.h
+        one of the view's side planes (U < 0, U > w z, V < 0, V > h z)."""
         q = p[:, :, slow]
-        qz, qx, qy = q[:, 0], q[:, 1], q[:, 2]
+        qz, qu, qv = q[:, 0], q[:, 1], q[:, 2]
         out = (
-            ((fx * qx + cx * qz) < 0).all(0)
-            | ((fx * qx - (w - cx) * qz) > 0).all(0)
-            | ((fy * qy + cy * qz) < 0).all(0)
-            | ((fy * qy - (h - cy) * qz) > 0).all(0)
+            (qu < 0).all(0)
+            | ((qu - self.w * qz) > 0).all(0)
+            | (qv < 0).all(0)
+            | ((qv - self.h * qz) > 0).all(0)
         )
         return slow[~out]
 
     def clipped(self, pc: np.ndarray):
-        """Fixed-point pixels of one polygon (camera coords (8, 3)) clipped to the near
-        plane and to a guard band around the image; None when nothing is left."""
+        """Fixed-point pixels of one polygon ((8, 3) in the homogeneous pixel frame)
+        clipped to the near plane and to a guard band around the image; None when
+        nothing is left."""
         poly = clip_poly([tuple(r) for r in pc.tolist()], lambda p: p[0] - ZNEAR)
         if len(poly) < 3:
             return None
-        fx, fy, cx, cy = self.fx, self.fy, self.cx, self.cy
-        uv = [(cx + fx * p[1] / p[0], cy + fy * p[2] / p[0]) for p in poly]
+        uv = [(p[1] / p[0], p[2] / p[0]) for p in poly]
         g = (-GUARD_PX, GUARD_PX + self.w, -GUARD_PX, GUARD_PX + self.h)
         if (
             min(p[0] for p in uv) < g[0]

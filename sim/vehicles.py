@@ -166,6 +166,7 @@ class Traffic:
         self._last = road.s.size - 1
         self._tv_t = np.ascontiguousarray(self.tv.transpose(1, 2, 0))  # (8, 3, T)
         self._tn_t = np.ascontiguousarray(self.tn.T)  # (3, T)
+        self._plane_d = (self.tn * self.tv[:, 0, :]).sum(axis=1)  # (T,): n . first vertex
         self.span = span
         self.half_len = 0.5 * CAR_LEN_M
         self.half_wid = 0.5 * CAR_WID_M
@@ -189,10 +190,13 @@ class Traffic:
         ahead: float,
         m: np.ndarray,
         off: np.ndarray,
+        eye: np.ndarray,
     ):
         """The vehicles within [s-behind, s+ahead] at time t_s in camera coordinates
-        (world -> camera: p @ m.T + off): (verts (8, 3, n): vertex, z x y, polygon; normals
-        (3, n), depth (n,), colours), or None when there are none."""
+        (world -> camera: p @ m.T + off, any linear camera frame whose first row is the
+        depth): (verts (8, 3, n): vertex, coordinate, polygon; front (n,): whether each
+        faces the camera at world position `eye`; depth (n,), colours), or None when
+        there are none."""
         if not self.s0.size:
             return None
         st = self.lo + np.mod(self.s0 + self.vel * t_s - self.lo, self.span)
@@ -217,12 +221,15 @@ class Traffic:
         rot[:, 2, 2] = 1.0
         a = m @ rot  # (n, 3, 3): template -> camera
         pc = a[:, None] @ self._tv_t + b[:, None, :, None]  # (n, 8, 3, T)
-        nc = a @ self._tn_t  # (n, 3, T)
+        # back faces in the template frame: the eye there is rot.T @ (eye - centre)
+        dx, dy = eye[0] - cx, eye[1] - cy
+        et = np.stack((c * dx + sn * dy, c * dy - sn * dx, np.full(n, eye[2])), axis=1)
+        front = (et @ self._tn_t >= self._plane_d).reshape(-1)  # (n * T,), car-major
         t = self.tn.shape[0]
         depth = np.repeat(b[:, 0] + 0.8 * a[:, 0, 2], t)
         cols = list(chain.from_iterable(map(self.colours.__getitem__, idx.tolist())))
         pc = pc.transpose(1, 2, 0, 3).reshape(K, 3, n * t)
-        return pc, nc.transpose(1, 0, 2).reshape(3, n * t), depth, cols
+        return pc, front, depth, cols
 
     def overlaps(
         self, s: float, lateral: float, t_s: float, half_len: float, half_wid: float

@@ -7,7 +7,8 @@ JPEG artefacts. Everything that depends on the pixel is precomputed for the came
 
 - a gain map A and an offset map B (out = img * A * exposure + B): fog by ground
   distance (full fog above the horizon), the night's headlight cone, a vignette;
-- a per-channel look-up table (contrast, tint, gamma, exposure when there is no map);
+- a look-up table (contrast, tint, gamma, exposure when there is no map); on big frames
+  one table for all channels, then the tint as a constant per-channel gain map;
 - tiles of sensor noise and of rain streaks, read at an offset that changes per step;
 - a glare sprite added where the sun is in view (needs the car's yaw: `apply(..., yaw)`).
 
@@ -26,6 +27,8 @@ import numpy as np
 KINDS = ("clear", "overcast", "dusk", "night", "fog", "rain")
 NOISE_BIAS = 24  # noise tiles hold bias + noise; the LUT takes the bias back off
 A_ONE = 64  # gain map fixed point: A / 64
+TINT_ONE = 224  # tint map fixed point (t ** gamma <= 1.12 ** 1.1 < 255 / 224)
+TINT_MAP_MIN_PX = 100_000  # frames this big apply a tint as a map after a one-channel LUT
 
 
 class Weather:
@@ -188,6 +191,15 @@ class Weather:
             self._sprite = np.clip(g[:, :, None] * amp * col, 0, 255).astype(np.uint8)
             self._sprite_r = rad
         self._lut_cache: dict = {}
+        # a tint is a per-channel factor before the gamma, so after it: t ** gamma. On
+        # big frames one table for all channels, then one multiply by a constant map, is
+        # far cheaper than a three-channel table (the same frames within a grey level of
+        # rounding); small frames keep the exact three-channel table (it costs little)
+        self._tint_map = None
+        if any(t != 1.0 for t in self.tint) and h * w >= TINT_MAP_MIN_PX:
+            f = [round(TINT_ONE * t**self.gamma) for t in self.tint]
+            self._tint_map = np.empty((h, w, 3), np.uint8)
+            self._tint_map[:] = np.array(f, np.uint8)
 
     def _lut(self, gain: float) -> np.ndarray:
         """Per-channel table: contrast around mid grey, tint, gamma, `gain`, noise bias."""
@@ -199,10 +211,13 @@ class Weather:
                 x = x - NOISE_BIAS
             x = np.clip(x, 0, 255) * gain
             x = 118.0 + self.contrast * (x - 118.0)
-            chans = [255.0 * (np.clip(x * t, 0, 255) / 255.0) ** self.gamma for t in self.tint]
-            lut = np.clip(np.rint(np.stack(chans, axis=1)), 0, 255).astype(np.uint8)[None]
-            if (lut == lut[:, :, :1]).all():  # one table for all channels: twice as fast
-                lut = np.ascontiguousarray(lut[:, :, 0])
+            if self._tint_map is not None or all(t == 1.0 for t in self.tint):
+                # one table for all channels (twice as fast as three); a tint comes after
+                lut = 255.0 * (np.clip(x, 0, 255) / 255.0) ** self.gamma
+                lut = np.clip(np.rint(lut), 0, 255).astype(np.uint8)[None]
+            else:
+                chans = [255.0 * (np.clip(x * t, 0, 255) / 255.0) ** self.gamma for t in self.tint]
+                lut = np.clip(np.rint(np.stack(chans, axis=1)), 0, 255).astype(np.uint8)[None]
             if len(self._lut_cache) < 512:
                 self._lut_cache[key] = lut
         return lut
@@ -249,6 +264,8 @@ class Weather:
             oy, ox = int(oy) % h, int(ox) % w
             cv2.add(img, self._noise[oy : oy + h, ox : ox + w], dst=img)
         cv2.LUT(img, self._lut(gain), dst=img)
+        if self._tint_map is not None:
+            cv2.multiply(img, self._tint_map, dst=img, scale=1.0 / TINT_ONE)
         if self.blur:
             cv2.blur(img, (1, self.blur), dst=img)
         if self.jpeg_quality:

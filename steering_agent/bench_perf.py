@@ -15,7 +15,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from steering_agent.bench import Measurement, Skipped, repeat
+from steering_agent.bench import Measurement, Skipped
 
 # the goals of the performance issue, recorded beside their ratios
 GOALS = {
@@ -75,17 +75,29 @@ def bench_preprocess(repeats: int, quick: bool) -> list:
 
 
 def inference_encoder_rows(pol, backend: str, step_runs: list, repeats: int, quick: bool):
-    """The bare encoder at batch 1 on `pol`'s backend, and the step / encoder ratio."""
-    from steering_agent.policy.latency import encoder_ms
+    """The bare encoder at batch 1 on `pol`'s backend, and the step / encoder ratio.
 
+    `step_runs` are the caller's runs of the step (its own row). For the ratio the step is
+    timed again right beside each encoder run (step, then encoder, in every repeat), so
+    both figures of a ratio come from the same moment of a machine whose speed drifts;
+    the encoder runs on the same backend, threads and session options as the step
+    (`latency.encoder_runner`).
+    """
+    from steering_agent.policy.latency import benchmark_latency, encoder_ms
+
+    del step_runs  # measured apart from the encoder: not paired with it
     calls = 2 if quick else 200
-    enc = repeat(lambda: encoder_ms(pol.model, backend, calls, warmup=2), repeats)
+    steps, enc = [], []
+    for _ in range(repeats):
+        steps.append(benchmark_latency(pol, 1, None, calls, warmup=2)["median_ms"])
+        enc.append(encoder_ms(pol.model, backend, calls, warmup=2))
     name = f"inference encoder alone, batch 1, {backend}"
     params = {"batch": 1, "backend": backend, "calls_per_run": calls}
     ratio = f"inference stateful step / encoder, batch 1, {backend}"
+    step_ms = [round(v, 4) for v in steps]
     return [
         Measurement(name, "ms/step", enc, params),
-        _ratio(ratio, step_runs, enc, "step / encoder", backend=backend),
+        _ratio(ratio, steps, enc, "step / encoder", backend=backend, step_ms=step_ms),
     ]
 
 

@@ -186,22 +186,39 @@ def preprocess_ms(
 def encoder_runner(model: SteeringNet, backend: str):
     """The bare `FrameEncoder` forward at batch 1 on `backend`, a callable taking one
     float32 [1, 3, H, W] normalised frame: the floor under the stateful step (which adds
-    the normalisation, the LSTM cell, the head, the speed controller and bookkeeping)."""
+    the normalisation, the LSTM cell, the head, the speed controller and bookkeeping).
+
+    Run as the step's backend runs: onnxruntime through the same session options and
+    threads (`backends.ort_cpu_session`) and an IO binding (the input bound once per
+    array, the output preallocated), as `backends.OrtStepper` runs the step; torch on
+    the input in the stepper's memory format (channels-last on the CPU), converted once
+    per array, not per call.
+    """
     cfg = model.cfg
     encoder = model.encoder.eval()
+    last: list = [None, None]  # the input array last seen, and what it became
     if backend == "onnxruntime":
         import io
 
+        from steering_agent.policy.backends import bind_cpu_array
         from steering_agent.policy.onnx_export import _export
 
         buf = io.BytesIO()
         x0 = torch.zeros(1, cfg.encoder_channels, cfg.height, cfg.width)
         _export(encoder, (x0,), ["frames"], ["features"], None, buf)
         sess = ort_cpu_session(buf.getvalue(), torch.get_num_threads())
+        binding = sess.io_binding()
+        out = np.zeros((1, cfg.feature_dim), np.float32)  # kept alive by `once`
+        bind_cpu_array(binding, "features", out, output=True)
 
         def once(x: np.ndarray) -> None:
-            sess.run(None, {"frames": x})
+            if x is not last[0]:
+                last[1] = np.ascontiguousarray(x, dtype=np.float32)
+                bind_cpu_array(binding, "frames", last[1], output=False)
+                last[0] = x
+            sess.run_with_iobinding(binding)
 
+        once.output = out
         return once
     fmt = torch.channels_last if next(encoder.parameters()).device.type == "cpu" else None
     if fmt is not None:  # as the torch stepper runs it on the CPU
@@ -210,10 +227,11 @@ def encoder_runner(model: SteeringNet, backend: str):
 
     @torch.inference_mode()
     def once(x: np.ndarray) -> None:
-        t = torch.from_numpy(x).to(device)
-        if fmt is not None:
-            t = t.contiguous(memory_format=fmt)
-        encoder(t).cpu()
+        if x is not last[0]:
+            t = torch.from_numpy(x).to(device)
+            last[1] = t if fmt is None else t.contiguous(memory_format=fmt)
+            last[0] = x
+        encoder(last[1]).cpu()
 
     return once
 

@@ -11,6 +11,7 @@ PyTorch with onnxruntime over a few steps with the state fed back (max abs diff)
 from __future__ import annotations
 
 import argparse
+import copy
 import io
 import sys
 import warnings
@@ -47,10 +48,10 @@ class _Stateless(nn.Module):
 
 
 class _StepGraph(nn.Module):
-    """One policy step: uint8 NHWC frames (+ state) -> steer [B] (+ state).
+    """One policy step of `cnn_stack`: uint8 NHWC frames + past frames -> steer [B] + state.
 
     The normalisation (`preprocess.normalize`, x / 127.5 - 1) runs inside the graph, so the
-    caller hands over OpenCV's output as it is.
+    caller hands over OpenCV's output as it is (the state keeps normalised frames).
     """
 
     def __init__(self, model: SteeringNet) -> None:
@@ -63,6 +64,73 @@ class _StepGraph(nn.Module):
             return self.model.step(x, None)[0]
         steer, new = self.model.step(x, tuple(state))
         return (steer, *new)
+
+
+def _interleaved_first_conv(conv: nn.Conv2d) -> nn.Conv2d | None:
+    """`conv` (no padding) as a one-channel convolution over raw uint8 NHWC rows.
+
+    conv(x / 127.5 - 1) on [B, C, H, W] equals, term by term, a convolution of the raw
+    pixels laid out as they come, one channel [B, 1, H, W * C] (each row's pixels with
+    their channels interleaved): kernel (kh, kw * C), stride (sh, sw * C), weights
+    W / 127.5 interleaved the same way, bias b - sum(W). So the graph needs no
+    transpose and no normalisation: a Cast of the frame is all that precedes it. None
+    where that does not hold (padding, dilation, groups).
+    """
+    if conv.padding != (0, 0) or conv.dilation != (1, 1) or conv.groups != 1:
+        return None
+    w = conv.weight.detach().double()
+    out_c, c, kh, kw = w.shape
+    bias = conv.bias.detach().double() if conv.bias is not None else w.new_zeros(out_c)
+    sh, sw = conv.stride
+    new = nn.Conv2d(1, out_c, (kh, kw * c), stride=(sh, sw * c))
+    with torch.no_grad():
+        new.weight.copy_((w / 127.5).permute(0, 2, 3, 1).reshape(out_c, 1, kh, kw * c).float())
+        new.bias.copy_((bias - w.sum(dim=(1, 2, 3))).float())
+    return new.eval()
+
+
+class _FastStepGraph(nn.Module):
+    """One policy step of `cnn_lstm` and `cnn`: uint8 NHWC frames (+ h0, c0) -> steer [B]
+    (+ hn, cn), with the fewest nodes beyond the encoder's own.
+
+    A copy of the weights, rearranged (the outputs are the same up to float rounding):
+    the first convolution reads the raw frame (`_interleaved_first_conv`: no transpose, no
+    normalisation nodes), and the LSTM is ONNX's one LSTM node per layer (a time-major
+    copy of `model.lstm`, one time step) instead of the cell's two dozen element-wise
+    nodes. Each node costs onnxruntime a dispatch, and every one large enough to be split
+    across the intra-op threads a wake-up of those threads.
+    """
+
+    def __init__(self, model: SteeringNet, first: nn.Conv2d) -> None:
+        super().__init__()
+        cfg = model.cfg
+        self.hwc = (cfg.height, cfg.width * cfg.in_channels)
+        self.first = first
+        self.rest = copy.deepcopy(nn.Sequential(*list(model.encoder.convs)[1:], model.encoder.fc))
+        self.head = copy.deepcopy(model.head)
+        self.temporal = None if model.recurrent else copy.deepcopy(model.temporal)
+        self.lstm = None
+        if model.recurrent:
+            src = model.lstm
+            self.lstm = nn.LSTM(src.input_size, src.hidden_size, num_layers=src.num_layers)
+            self.lstm.load_state_dict(src.state_dict())
+        self.eval()
+
+    def forward(self, frames, *state):
+        x = frames.reshape(-1, 1, *self.hwc).to(torch.float32)
+        feats = self.rest(self.first(x))
+        if self.lstm is None:
+            return self.head(self.temporal(feats)).squeeze(-1)
+        y, (hn, cn) = self.lstm(feats.unsqueeze(0), tuple(state))
+        return self.head(y[0]).squeeze(-1), hn, cn
+
+
+def _step_wrapper(model: SteeringNet) -> nn.Module:
+    if not model.stacked and model.cfg.in_channels == model.cfg.encoder_channels:
+        first = _interleaved_first_conv(model.encoder.convs[0])
+        if first is not None:
+            return _FastStepGraph(model, first)
+    return _StepGraph(model)
 
 
 def state_io_names(model: SteeringNet) -> tuple[list[str], list[str]]:
@@ -138,14 +206,16 @@ def step_graph_bytes(model: SteeringNet) -> bytes:
 
     Inputs: `frames` uint8 [B, H, W, 3] (preprocessed, not normalised), and the state
     (`state_io_names`: `h0`, `c0` for `cnn_lstm`, `stack0` for `cnn_stack`). Outputs:
-    `steer` [B], and the new state (`hn`, `cn` or `stackn`). B is dynamic.
+    `steer` [B], and the new state (`hn`, `cn` or `stackn`). B is dynamic. For `cnn_lstm`
+    and `cnn` the graph is `_FastStepGraph` (the first convolution on the raw frame, one
+    LSTM node; the same outputs to float rounding), for `cnn_stack` `_StepGraph`.
     """
     model = model.eval()
     cfg = model.cfg
     frames = torch.zeros(1, cfg.height, cfg.width, cfg.in_channels, dtype=torch.uint8)
     dyn = {"frames": {0: "batch"}, "steer": {0: "batch"}}
     buf = io.BytesIO()
-    wrapper = _StepGraph(model)
+    wrapper = _step_wrapper(model)
     state = model.initial_state(1)
     if state is not None:
         ins, outs = state_io_names(model)

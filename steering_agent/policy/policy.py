@@ -240,7 +240,8 @@ class BatchedSteeringPolicy:
         full = rows.size == self.batch_size
         n = rows.size
         self._prepare(images, rows, full)
-        steer = self._stepper.run(self._frames[:n], rows, full)
+        frames = self._frames if full else self._frames[:n]  # the same array: bound once
+        steer = self._stepper.run(frames, rows, full)
         bad = ~np.isfinite(steer)
         any_bad = bad.any()
         self.last_output_finite = not any_bad

@@ -48,7 +48,9 @@ def test_keep_size_records_the_drawn_mount_and_car_at_the_given_image_size(tmp_p
     from steering_agent import cli
 
     out = tmp_path / "small"
-    record_episodes(out, 1, seed=4, max_steps=6, progress=False, randomize_camera=True, keep_size=True)
+    record_episodes(
+        out, 1, seed=4, max_steps=6, progress=False, randomize_camera=True, keep_size=True
+    )
     (e,) = json.loads((out / "index.json").read_text())["episodes"]
     name, kw = draw_setup(4)
     assert kw["width"] != 200  # the set-up's own size would differ

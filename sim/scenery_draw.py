@@ -46,6 +46,31 @@ def clip_poly(poly: list, keep) -> list:
     return out
 
 
+def clip_near(poly: list) -> list:
+    """`clip_poly(poly, lambda p: p[0] - ZNEAR)` for (z, U, V) vertices (lists or
+    tuples), unrolled: the same arithmetic, so the same vertices (the kept ones as
+    given, the new ones on the near plane as tuples)."""
+    out = []
+    p = poly[-1]
+    dp = p[0] - ZNEAR
+    for q in poly:
+        dq = q[0] - ZNEAR
+        if dq >= 0:
+            if dp < 0:
+                t = dp / (dp - dq)
+                out.append(
+                    (p[0] + t * (q[0] - p[0]), p[1] + t * (q[1] - p[1]), p[2] + t * (q[2] - p[2]))
+                )
+            out.append(q)
+        elif dp >= 0:
+            t = dp / (dp - dq)
+            out.append(
+                (p[0] + t * (q[0] - p[0]), p[1] + t * (q[1] - p[1]), p[2] + t * (q[2] - p[2]))
+            )
+        p, dp = q, dq
+    return out
+
+
 class PolyRaster:
     """Draws polygons given in camera coordinates (z forward, x right, y down) for one
     camera (see the module doc)."""
@@ -61,6 +86,11 @@ class PolyRaster:
         self._guard_hi = self._wh + GUARD_PX
         # camera (z, x, y) -> homogeneous pixel frame (z, U, V)
         self.kz = np.array([[1.0, 0.0, 0.0], [cam.cx, cam.fx, 0.0], [cam.cy, 0.0, cam.fy]])
+        # (z, U, V) -> how far outside each side plane: -U, U - w z, -V, V - h z (> 0: out)
+        self._sides = np.array(
+            [[0.0, -1.0, 0.0], [-self.w, 1.0, 0.0], [0.0, 0.0, -1.0], [-self.h, 0.0, 1.0]]
+        )
+        self._guard = (-GUARD_PX, GUARD_PX + self.w, -GUARD_PX, GUARD_PX + self.h)
 
     def homogeneous(self, m: np.ndarray, off: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """World -> camera (z, x, y) = p @ m.T + off, as world -> (z, U, V) (module doc)."""
@@ -118,31 +148,23 @@ class PolyRaster:
     def _keep_crossing(self, p, slow: np.ndarray) -> np.ndarray:
         """Of the polygons `slow` that cross the near plane, those not wholly outside
         one of the view's side planes (U < 0, U > w z, V < 0, V > h z)."""
-        q = p[:, :, slow]
-        qz, qu, qv = q[:, 0], q[:, 1], q[:, 2]
-        out = (
-            (qu < 0).all(0)
-            | ((qu - self.w * qz) > 0).all(0)
-            | (qv < 0).all(0)
-            | ((qv - self.h * qz) > 0).all(0)
-        )
+        out = ((self._sides @ p[:, :, slow]) > 0).all(axis=0).any(axis=0)  # (8, 4, k)
         return slow[~out]
 
     def clipped(self, pc: np.ndarray):
         """Fixed-point pixels of one polygon ((8, 3) in the homogeneous pixel frame)
         clipped to the near plane and to a guard band around the image; None when
         nothing is left."""
-        poly = clip_poly([tuple(r) for r in pc.tolist()], lambda p: p[0] - ZNEAR)
+        poly = clip_near(pc.tolist())
         if len(poly) < 3:
             return None
-        uv = [(p[1] / p[0], p[2] / p[0]) for p in poly]
-        g = (-GUARD_PX, GUARD_PX + self.w, -GUARD_PX, GUARD_PX + self.h)
-        if (
-            min(p[0] for p in uv) < g[0]
-            or max(p[0] for p in uv) > g[1]
-            or min(p[1] for p in uv) < g[2]
-            or max(p[1] for p in uv) > g[3]
-        ):
+        us = [p[1] / p[0] for p in poly]
+        vs = [p[2] / p[0] for p in poly]
+        g = self._guard
+        if min(us) >= g[0] and max(us) <= g[1] and min(vs) >= g[2] and max(vs) <= g[3]:
+            uv = np.array((us, vs)).T
+        else:
+            uv = list(zip(us, vs, strict=True))
             for keep in (
                 lambda p: p[0] - g[0],
                 lambda p: g[1] - p[0],
@@ -152,4 +174,4 @@ class PolyRaster:
                 uv = clip_poly(uv, keep)
                 if len(uv) < 3:
                     return None
-        return np.rint(np.asarray(uv) * ONE).astype(np.int32)
+        return np.rint(np.asarray(uv) * ONE).astype(np.int32, order="C")

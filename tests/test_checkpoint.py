@@ -119,3 +119,38 @@ def test_config_that_does_not_fit_the_weights(saved):
     _rewrite(path, model_config={**cfg, "arch": "rnn"})
     with pytest.raises(CheckpointError, match="bad or missing field"):
         load_checkpoint(path)
+
+
+def _average_tool():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "tools" / "average_checkpoints.py"
+    spec = importlib.util.spec_from_file_location("average_checkpoints", path)
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    return tool
+
+
+def test_average_checkpoints_writes_the_weighted_mean_and_refuses_other_configs(saved, tmp_path):
+    path, model, pre = saved
+    torch.manual_seed(1)
+    other = SteeringNet(model.cfg).eval()
+    b = save_checkpoint(tmp_path / "b.pt", other, model.cfg, pre, {"data": "other"})
+    tool = _average_tool()
+    out = tool.average([str(path), str(b)], [0.25, 0.75], str(tmp_path / "soup.pt"))
+    soup = load_checkpoint(out)
+    a_sd, b_sd = model.state_dict(), other.state_dict()
+    for key, value in soup.state_dict.items():
+        if value.is_floating_point():
+            torch.testing.assert_close(value, 0.25 * a_sd[key] + 0.75 * b_sd[key])
+    assert soup.provenance["data"] == "synthetic"  # the first input's provenance
+    assert [e["weight"] for e in soup.provenance["averaged_from"]] == [0.25, 0.75]
+    # another architecture cannot be averaged in; nothing is written
+    cnn_cfg = ModelConfig(arch="cnn")
+    c = save_checkpoint(tmp_path / "c.pt", SteeringNet(cnn_cfg), cnn_cfg, pre)
+    with pytest.raises(CheckpointError, match="different model"):
+        tool.average([str(path), str(c)], None, str(tmp_path / "bad.pt"))
+    with pytest.raises(CheckpointError, match="summing to 1"):
+        tool.average([str(path), str(b)], [0.5, 0.6], str(tmp_path / "bad.pt"))
+    assert not (tmp_path / "bad.pt").exists()

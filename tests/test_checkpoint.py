@@ -146,6 +146,10 @@ def test_average_checkpoints_writes_the_weighted_mean_and_refuses_other_configs(
             torch.testing.assert_close(value, 0.25 * a_sd[key] + 0.75 * b_sd[key])
     assert soup.provenance["data"] == "synthetic"  # the first input's provenance
     assert [e["weight"] for e in soup.provenance["averaged_from"]] == [0.25, 0.75]
+    argv = [str(b), str(path), "--out", str(tmp_path / "s2.pt"), "--set", "target_speed_mps=10"]
+    assert tool.main([*argv, "--set", "note=x=y"]) == 0
+    s2 = load_checkpoint(tmp_path / "s2.pt").provenance
+    assert s2["data"] == "other" and s2["target_speed_mps"] == 10.0 and s2["note"] == "x=y"
     # another architecture cannot be averaged in; nothing is written
     cnn_cfg = ModelConfig(arch="cnn")
     c = save_checkpoint(tmp_path / "c.pt", SteeringNet(cnn_cfg), cnn_cfg, pre)

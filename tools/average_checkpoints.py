@@ -1,10 +1,12 @@
 """Average the weights of checkpoints of one architecture (a "model soup").
 
-    python tools/average_checkpoints.py --out runs/soup.pt A.pt B.pt [--weights 0.5 0.5]
+    python tools/average_checkpoints.py --out runs/soup.pt A.pt B.pt [--weights 0.5 0.5] \
+        [--set target_speed_mps=10.0 --set target_speed_note="..."]
 
 The inputs must share the model and preprocessing configs (fine-tunings of one lineage:
 DAgger rounds started from each other). The output keeps the first input's provenance,
-with `averaged_from` (paths and weights) added; it has no training state.
+with `averaged_from` (paths and weights) added and each `--set KEY=VALUE` written into
+it (a number where VALUE reads as one); it has no training state.
 """
 
 from __future__ import annotations
@@ -22,8 +24,11 @@ from steering_agent.policy.checkpoint import (
 )
 
 
-def average(paths: list[str], weights: list[float] | None, out: str) -> Path:
-    """Writes the weighted mean of `paths`' weights to `out`; returns its path."""
+def average(
+    paths: list[str], weights: list[float] | None, out: str, extra: dict | None = None
+) -> Path:
+    """Writes the weighted mean of `paths`' weights to `out` (provenance: the first's,
+    `averaged_from`, then `extra`); returns its path."""
     if len(paths) < 2:
         raise CheckpointError("give at least two checkpoints to average")
     weights = weights or [1.0 / len(paths)] * len(paths)
@@ -51,7 +56,21 @@ def average(paths: list[str], weights: list[float] | None, out: str) -> Path:
     pairs = zip(paths, weights, strict=True)
     prov["averaged_from"] = [{"path": str(p), "weight": w} for p, w in pairs]
     prov.pop("date", None)
+    prov.update(extra or {})
     return save_checkpoint(out, model, first.model_config, first.preprocess_config, prov)
+
+
+def _pairs(items: list[str]) -> dict:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"average_checkpoints: --set {item!r}: write KEY=VALUE")
+        try:
+            out[key] = float(value)
+        except ValueError:
+            out[key] = value
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,9 +78,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("checkpoints", nargs="+")
     ap.add_argument("--out", required=True)
     ap.add_argument("--weights", nargs="+", type=float, default=None)
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     args = ap.parse_args(argv)
     try:
-        path = average(args.checkpoints, args.weights, args.out)
+        path = average(args.checkpoints, args.weights, args.out, _pairs(args.set))
     except CheckpointError as e:
         print(f"average_checkpoints: {e}", file=sys.stderr)
         return 2

@@ -22,7 +22,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 ARCHS = ("cnn_lstm", "cnn", "cnn_stack")
@@ -231,19 +230,14 @@ class SteeringNet(nn.Module):
         h0, c0 = state
         x, hs, cs = feats, [], []
         for layer in range(self.cfg.lstm_layers):
-            gates = F.linear(
+            x, c = torch.lstm_cell(  # one fused cell per layer (gate order i, f, g, o)
                 x,
+                (h0[layer], c0[layer]),
                 getattr(self.lstm, f"weight_ih_l{layer}"),
-                getattr(self.lstm, f"bias_ih_l{layer}"),
-            )
-            gates += F.linear(
-                h0[layer],
                 getattr(self.lstm, f"weight_hh_l{layer}"),
+                getattr(self.lstm, f"bias_ih_l{layer}"),
                 getattr(self.lstm, f"bias_hh_l{layer}"),
             )
-            i, f, g, o = gates.chunk(4, dim=1)
-            c = torch.sigmoid(f).mul_(c0[layer]).addcmul_(torch.sigmoid(i), torch.tanh(g))
-            x = torch.sigmoid(o).mul_(torch.tanh(c))
             hs.append(x)
             cs.append(c)
         return self.head(x).squeeze(-1), (torch.stack(hs), torch.stack(cs))

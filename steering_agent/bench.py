@@ -133,7 +133,7 @@ def bench_inference(repeats: int, quick: bool, policy: str | None, device: str) 
                 runs = repeat(once, repeats)
                 out.append(Measurement(name, "ms/step", runs, params))
                 if batch == 1 and window is None:
-                    out += inference_encoder_rows(pol, backend, runs, repeats, quick)
+                    out += inference_encoder_rows(pol, backend, repeats, quick)
     return out
 
 

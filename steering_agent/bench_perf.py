@@ -74,18 +74,16 @@ def bench_preprocess(repeats: int, quick: bool) -> list:
     return out
 
 
-def inference_encoder_rows(pol, backend: str, step_runs: list, repeats: int, quick: bool):
+def inference_encoder_rows(pol, backend: str, repeats: int, quick: bool):
     """The bare encoder at batch 1 on `pol`'s backend, and the step / encoder ratio.
 
-    `step_runs` are the caller's runs of the step (its own row). For the ratio the step is
-    timed again right beside each encoder run (step, then encoder, in every repeat), so
-    both figures of a ratio come from the same moment of a machine whose speed drifts;
-    the encoder runs on the same backend, threads and session options as the step
+    The step is timed again right beside each encoder run (step, then encoder, in every
+    repeat), so both figures of a ratio come from the same moment of a machine whose speed
+    drifts; the encoder runs on the same backend, threads and session options as the step
     (`latency.encoder_runner`).
     """
     from steering_agent.policy.latency import benchmark_latency, encoder_ms
 
-    del step_runs  # measured apart from the encoder: not paired with it
     calls = 2 if quick else 200
     steps, enc = [], []
     for _ in range(repeats):

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from steering_agent.policy.model import SteeringNet
+from steering_agent.policy.preprocess import normalize
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -103,7 +104,6 @@ class TorchStepper:
         )
         with torch.inference_mode():
             self._state = model.initial_state(batch, device)
-            self._minus_one = torch.tensor(-1.0, device=device)
 
     @torch.inference_mode()
     def reset(self, rows) -> None:
@@ -119,10 +119,7 @@ class TorchStepper:
         if self._graphs is not None:
             return self._graphs.run(frames_nhwc, rows, full)
         n = frames_nhwc.shape[0]
-        # preprocess.normalize (x / 127.5 - 1) as one kernel, -1 + x * (1 / 127.5): the
-        # same to float rounding, a third of the passes over the frame
-        x = torch.add(self._minus_one, torch.from_numpy(frames_nhwc).permute(0, 3, 1, 2),
-                      alpha=1.0 / 127.5, out=self._input[:n])  # fmt: skip
+        x = normalize(torch.from_numpy(frames_nhwc).permute(0, 3, 1, 2), out=self._input[:n])
         if self._state is None or full:
             out, new_state = self.model.step(x, self._state)
             if new_state is not None:

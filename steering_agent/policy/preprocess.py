@@ -191,14 +191,14 @@ def preprocess_frames(
 def normalize(frames: torch.Tensor | np.ndarray, out: torch.Tensor | None = None) -> torch.Tensor:
     """uint8 (any shape) -> float32 in about [-1, 1]: x / 127.5 - 1.
 
-    With `out` (a float32 tensor of the same shape) nothing is allocated.
+    With `out` (a float32 tensor of the same shape) nothing is allocated, and it is one
+    kernel, -1 + x * (1 / 127.5): the same to float rounding (1.2e-7).
     """
     if isinstance(frames, np.ndarray):
         frames = torch.from_numpy(frames)
     if out is None:
         return frames.to(torch.float32).div_(127.5).sub_(1.0)
-    out.copy_(frames)
-    return out.div_(127.5).sub_(1.0)
+    return torch.add(-1.0, frames, alpha=1.0 / 127.5, out=out)
 
 
 # (colour space, channels of the image) -> OpenCV code (None: RGB as is)

@@ -234,3 +234,37 @@ def test_record_with_a_driver_executes_the_checkpoint_and_labels_with_the_expert
     assert expert[0] == pytest.approx(ref_expert[0])  # same start, same label
     ref_executed = np.array([m.steer for _, m in ref_msgs[topics.CONTROL]])
     np.testing.assert_allclose(ref_executed, ref_expert)  # without a driver: the expert
+
+
+def test_record_weather_and_lanes_fix_the_world_of_every_episode(tmp_path):
+    """`--weather night --lanes-per-direction 3` records the frames the env makes with
+    those keywords, not the seed's own draw."""
+    import gymnasium
+
+    import sim  # noqa: F401  (registers the environments)
+
+    out = tmp_path / "night"
+    argv = ["record", "--out", str(out), "--seed", "7", "--max-steps", "3", "--look",
+            "varied", "--weather", "night", "--lanes-per-direction", "3", "--no-progress"]  # fmt: skip
+    assert cli.main(argv) == 0
+    (entry,) = json.loads((out / "index.json").read_text())["episodes"]
+    msgs, _ = read_bag(out / entry["bag"])
+    first = image_to_rgb(msgs[topics.IMAGE][0][1])
+
+    def frame(**kw):
+        env = gymnasium.make("SteeringAgent/Drive-v0", look="varied", **kw)
+        obs, info = env.reset(seed=7)
+        w = env.unwrapped.weather
+        weather = "none" if w is None else w.name
+        env.close()
+        return obs["image"], info["lanes_same"], weather
+
+    want, lanes, weather = frame(weather="night", lanes_per_direction=3)
+    assert np.array_equal(first, want)
+    assert (lanes, weather) == (3, "night")
+    drawn, drawn_lanes, drawn_weather = frame()  # the seed's own world differs
+    assert (drawn_lanes, drawn_weather) != (3, "night") and not np.array_equal(first, drawn)
+    # a bad value is refused before anything is written
+    with pytest.raises(SystemExit):
+        cli.main(["record", "--out", str(tmp_path / "x"), "--lanes-per-direction", "5"])
+    assert not (tmp_path / "x").exists()

@@ -46,6 +46,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "traffic, weather drawn per seed); default: the env's (plain)",
     )
     parser.add_argument(
+        "--weather",
+        choices=("clear", "overcast", "dusk", "night", "fog", "rain"),
+        default=None,
+        help="the same light and weather on every episode (the env's `weather`; "
+        "default: the look's, drawn per seed on varied), e.g. more night drives",
+    )
+    parser.add_argument(
+        "--lanes-per-direction",
+        type=int,
+        choices=(1, 2, 3, 4),
+        default=None,
+        metavar="N",
+        help="N lanes each way on every episode (1-4; the env's `lanes_per_direction`; "
+        "default: drawn per seed on varied roads)",
+    )
+    parser.add_argument(
         "--randomize-camera",
         action="store_true",
         help="draw each episode's camera mount, FOV, image size and car around real "
@@ -129,4 +145,6 @@ def _record(args: argparse.Namespace, fan: bool) -> list[dict]:
         randomize_camera=getattr(args, "randomize_camera", False),
         driver=getattr(args, "driver", None),
         keep_size=getattr(args, "keep_size", False),
+        weather=getattr(args, "weather", None),
+        lanes_per_direction=getattr(args, "lanes_per_direction", None),
     )

@@ -140,6 +140,8 @@ def record_episodes(
     randomize_camera: bool = False,
     driver: str | None = None,
     keep_size: bool = False,
+    weather: str | None = None,
+    lanes_per_direction: int | None = None,
 ) -> list[dict]:
     """Record `episodes` expert drives on road seeds seed..seed+episodes-1 (with
     `fanout`, one Ray task per episode on the cluster `raycluster.connect` joined).
@@ -149,6 +151,8 @@ def record_episodes(
     by `steering_agent.data.setups.draw_setup(seed)` instead of `width` x `height` on
     the training camera (`keep_size`: the drawn mount, FOV and car, but `width` x
     `height`); each index entry records its `camera` and `vehicle` specs.
+    `weather` (a weather kind) and `lanes_per_direction` (1-4) fix those env keywords on
+    every episode (None: the look's).
     With `driver` (a checkpoint path), the checkpoint drives and the expert labels
     (DAgger, `steering_agent.data.dagger`).
 
@@ -165,6 +169,9 @@ def record_episodes(
         kwargs["route_length_m"] = route_length_m
     if look is not None:
         kwargs["look"] = look
+    for key, val in (("weather", weather), ("lanes_per_direction", lanes_per_direction)):
+        if val is not None:
+            kwargs[key] = val
     return record_env_episodes(
         "SteeringAgent/Drive-v0",
         kwargs,

@@ -244,8 +244,8 @@ def test_record_weather_and_lanes_fix_the_world_of_every_episode(tmp_path):
     import sim  # noqa: F401  (registers the environments)
 
     out = tmp_path / "night"
-    argv = ["record", "--out", str(out), "--seed", "7", "--max-steps", "3", "--look",
-            "varied", "--weather", "night", "--lanes-per-direction", "3", "--no-progress"]  # fmt: skip
+    argv = ["record", "--out", str(out), "--seed", "7", "--max-steps", "3", "--look", "varied",
+            "--weather", "night", "--lanes-per-direction", "3", "--no-progress"]  # fmt: skip
     assert cli.main(argv) == 0
     (entry,) = json.loads((out / "index.json").read_text())["episodes"]
     msgs, _ = read_bag(out / entry["bag"])

@@ -13,7 +13,6 @@ CLI verb: `steering-agent record --episodes N --out DIR [--seed S] [--noise SIGM
 from __future__ import annotations
 
 import functools
-
 import math
 import tempfile
 import time

@@ -32,6 +32,8 @@ def matches(seed: int, args: argparse.Namespace) -> bool:
         return False  # (the style draws them: the layout's edge_kind alone is not asked)
     road = LaneRoad.generate(seed, 1000.0, "varied", args.lanes_per_direction)
     lay = road.layout
+    if args.edge_kind is not None and lay.edge_kind != args.edge_kind:
+        return False
     if lay.lanes_same < args.min_lanes:
         return False
     if args.one_way and lay.lanes_oncoming != 0:
@@ -64,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="the layout as `record --lanes-per-direction N` draws it")  # fmt: skip
     p.add_argument("--no-edge-lines", action="store_true",
                    help="the road's style draws no edge lines (RoadStyle.edge_lines)")  # fmt: skip
+    p.add_argument("--edge-kind", choices=("solid", "none"), default=None,
+                   help="the layout's edge lines (RoadLayout.edge_kind)")  # fmt: skip
     p.add_argument("--min-lanes", type=int, default=1, help="ego-direction lanes at least")
     p.add_argument("--one-way", action="store_true", help="no oncoming lanes")
     p.add_argument("--two-way", action="store_true", help="oncoming lanes")

@@ -42,3 +42,15 @@ def test_conflicting_or_evaluation_options_are_refused(find_seeds, capsys):
     with pytest.raises(SystemExit):
         find_seeds.main(["--start", "1000000"])
     assert "training seeds" in capsys.readouterr().err
+
+
+def test_layout_traits_follow_the_forced_lane_count(find_seeds, capsys):
+    argv = ["--start", "50", "--count", "2", "--edge-kind", "none", "--lanes-per-direction",
+            "2", "--two-way", "--rightmost"]  # fmt: skip
+    assert find_seeds.main(argv) == 0
+    seeds = [int(line) for line in capsys.readouterr().out.split()]
+    assert len(seeds) == 2
+    for s in seeds:
+        lay = LaneRoad.generate(s, 1000.0, "varied", 2).layout
+        assert (lay.edge_kind, lay.lanes_same, lay.ego_lane) == ("none", 2, 0)
+        assert lay.lanes_oncoming > 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -268,3 +269,38 @@ def test_record_weather_and_lanes_fix_the_world_of_every_episode(tmp_path):
     with pytest.raises(SystemExit):
         cli.main(["record", "--out", str(tmp_path / "x"), "--lanes-per-direction", "5"])
     assert not (tmp_path / "x").exists()
+
+
+def _add_entries(out: str, name: str, n: int, go) -> None:
+    from steering_agent.data.episode_bags import add_to_episode_index
+
+    go.wait(30)  # both start together
+    mine = []
+    for i in range(n):
+        mine.append({"bag": f"{name}_{i:04d}_seed{i}", "seed": i, "frames": i})
+        add_to_episode_index(Path(out), mine)
+
+
+def test_recordings_side_by_side_into_one_folder_lose_no_index_entry(tmp_path):
+    """Two processes adding to one index.json at once: every entry of both stays, each
+    recording's in its order (a read-merge-write under the index lock)."""
+    import multiprocessing
+
+    from steering_agent.data.episode_bags import read_episode_index, write_episode_index
+
+    write_episode_index(tmp_path, [{"bag": "old_0000_seed9", "seed": 9}])
+    ctx = multiprocessing.get_context("spawn")
+    go = ctx.Event()
+    procs = [ctx.Process(target=_add_entries, args=(str(tmp_path), n, 150, go)) for n in "ab"]
+    for p in procs:
+        p.start()
+    time.sleep(1.0)
+    go.set()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    bags = [e["bag"] for e in read_episode_index(tmp_path)]
+    assert bags[0] == "old_0000_seed9" and len(bags) == len(set(bags)) == 301
+    for name in "ab":
+        want = [f"{name}_{i:04d}_seed{i}" for i in range(150)]
+        assert [b for b in bags if b.startswith(name)] == want

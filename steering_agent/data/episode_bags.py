@@ -3,8 +3,10 @@ with what the CARLA ROS bridge would publish, and `index.json` listing the episo
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -141,6 +143,37 @@ def read_episode_index(out: Path) -> list[dict]:
             if match and path.is_dir() and path.name not in listed_bags:
                 entries.append({"bag": path.name, "seed": int(match.group(1))})
     return entries
+
+
+LOCK_FILE = ".index.lock"
+
+
+@contextlib.contextmanager
+def _index_lock(out: Path) -> Iterator[None]:
+    """An exclusive lock on DIR's index (a `flock` on DIR/.index.lock) for a read-merge-
+    write; where `fcntl` is missing (Windows) the merge runs unlocked."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not on Linux or macOS
+        yield
+        return
+    with open(Path(out) / LOCK_FILE, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def add_to_episode_index(out: Path, entries: list[dict]) -> None:
+    """Put `entries` (this recording's episodes so far, in its order) into DIR/index.json:
+    under the index lock, what the index holds now (episodes other recordings added
+    meanwhile, also into the same DIR) stays, an entry of the same bag is replaced, and
+    `entries` come after the others. So recordings running side by side lose nothing."""
+    with _index_lock(out):
+        mine = {e.get("bag") for e in entries}
+        others = [e for e in read_episode_index(out) if e.get("bag") not in mine]
+        write_episode_index(out, [*others, *entries])
 
 
 def write_episode_index(out: Path, entries: list[dict]) -> None:

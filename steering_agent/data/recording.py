@@ -24,8 +24,8 @@ import numpy as np
 from steering_agent.common.cli_args import UsageError
 from steering_agent.data.episode_bags import (
     EpisodeBagWriter,
+    add_to_episode_index,
     read_episode_index,
-    write_episode_index,
 )
 
 
@@ -157,7 +157,8 @@ def record_episodes(
 
     Writes DIR/episode_<i>_seed<s>/ (one bag each) and DIR/index.json listing seed,
     steps, frames, distance_m, camera size, noise and bag path per episode; episodes
-    already in DIR stay in its index (`write_episode_index`).
+    already in DIR, and those other recordings add meanwhile, stay in its index
+    (`add_to_episode_index`).
 
     Raises:
         UsageError (a ValueError): a seed is an evaluation seed, a bag directory already
@@ -253,7 +254,7 @@ def record_env_episodes(
         raise UsageError(f"--driver {driver} does not exist: pass a checkpoint (.pt)")
     if fanout:
         return _record_ray(env_id, env_kwargs, out, paths, seed, noise_sigma, max_steps,
-                           progress, previous, per_episode, driver)  # fmt: skip
+                           progress, per_episode, driver)  # fmt: skip
     if per_episode is not None:  # an env of its own per episode, as a Ray task makes it
         entries = []
         for i, path in enumerate(tqdm(paths, desc="episodes", unit="ep", disable=not progress)):
@@ -261,7 +262,7 @@ def record_env_episodes(
             kw = {**env_kwargs, **extra}
             entry = record_episode_task(env_id, kw, path, seed + i, noise_sigma, max_steps, driver)
             entries.append({**entry, "setup": name})
-            write_episode_index(out, [*previous, *entries])
+            add_to_episode_index(out, entries)
         return entries
     env = gymnasium.make(env_id, **env_kwargs)
     entries: list[dict] = []
@@ -274,7 +275,7 @@ def record_env_episodes(
             noise = SteeringNoise(noise_sigma, dt, seed=seed + i)
             entry = record_episode(env, path, seed + i, noise, max_steps, driver=drive)
             entries.append({**entry, **size, "noise_sigma": float(noise_sigma)})
-            write_episode_index(out, [*previous, *entries])
+            add_to_episode_index(out, entries)
     finally:
         env.close()
     return entries
@@ -317,7 +318,7 @@ def _driver(checkpoint: str | None, env: Any):
 
 
 def _record_ray(env_id, env_kwargs, out, paths, seed, noise_sigma, max_steps, progress,
-                previous, per_episode=None, driver=None) -> list[dict]:  # fmt: skip
+                per_episode=None, driver=None) -> list[dict]:  # fmt: skip
     """`record_env_episodes`'s loop as one Ray task per episode; entries in seed order."""
     import ray
     from tqdm import tqdm
@@ -335,7 +336,7 @@ def _record_ray(env_id, env_kwargs, out, paths, seed, noise_sigma, max_steps, pr
 
     def finished(i: int, entry: dict) -> None:
         done[i] = entry if setups[i][0] is None else {**entry, "setup": setups[i][0]}
-        write_episode_index(out, [*previous, *(done[k] for k in sorted(done))])
+        add_to_episode_index(out, [done[k] for k in sorted(done)])
         bar.update(1)
 
     try:

@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 
 def write_text_atomic(path: Path, text: str) -> None:
     """Replace `path` by `text` (UTF-8) so that a reader sees the old or the new file,
-    never half of one: written next to it, then renamed over it."""
+    never half of one: written next to it, then renamed over it. The temporary name is
+    the writer's own (process and thread), so writers side by side never share one."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, "utf8")
-    tmp.replace(path)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        tmp.write_text(text, "utf8")
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def check_writable_dir(path: str | Path, what: str) -> Path:

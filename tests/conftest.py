@@ -49,6 +49,21 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+@pytest.fixture(scope="session")
+def load_tool():
+    """`load_tool("find_seeds")`: the module of tools/find_seeds.py (tools are scripts, not
+    a package)."""
+    import importlib.util
+
+    def load(name: str):
+        spec = importlib.util.spec_from_file_location(name, REPO / "tools" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load
+
+
 @pytest.fixture(scope="module")
 def domain():
     """A DDS domain for a whole test module (its node processes live across tests)."""

@@ -121,23 +121,14 @@ def test_config_that_does_not_fit_the_weights(saved):
         load_checkpoint(path)
 
 
-def _average_tool():
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "tools" / "average_checkpoints.py"
-    spec = importlib.util.spec_from_file_location("average_checkpoints", path)
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
-    return tool
-
-
-def test_average_checkpoints_writes_the_weighted_mean_and_refuses_other_configs(saved, tmp_path):
+def test_average_checkpoints_writes_the_weighted_mean_and_refuses_other_configs(
+    saved, tmp_path, load_tool
+):
     path, model, pre = saved
     torch.manual_seed(1)
     other = SteeringNet(model.cfg).eval()
     b = save_checkpoint(tmp_path / "b.pt", other, model.cfg, pre, {"data": "other"})
-    tool = _average_tool()
+    tool = load_tool("average_checkpoints")
     out = tool.average([str(path), str(b)], [0.25, 0.75], str(tmp_path / "soup.pt"))
     soup = load_checkpoint(out)
     a_sd, b_sd = model.state_dict(), other.state_dict()

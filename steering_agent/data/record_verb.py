@@ -12,6 +12,8 @@ from steering_agent.data.recording import check_training_seeds, record_episodes
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `steering-agent record`."""
+    from sim.looks import WEATHER_KINDS
+
     a = cli_args
     parser.add_argument("--episodes", type=a.positive_int, default=1, help="episodes to record")
     parser.add_argument("--out", type=Path, required=True, help="folder for bags + index.json")
@@ -47,7 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--weather",
-        choices=("clear", "overcast", "dusk", "night", "fog", "rain"),
+        choices=WEATHER_KINDS,
         default=None,
         help="the same light and weather on every episode (the env's `weather`; "
         "default: the look's, drawn per seed on varied), e.g. more night drives",

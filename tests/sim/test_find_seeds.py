@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
 from sim.render import RoadStyle
@@ -12,12 +9,8 @@ from sim.road import LaneRoad
 
 
 @pytest.fixture(scope="module")
-def find_seeds():
-    path = Path(__file__).resolve().parents[2] / "tools" / "find_seeds.py"
-    spec = importlib.util.spec_from_file_location("find_seeds", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+def find_seeds(load_tool):
+    return load_tool("find_seeds")
 
 
 def test_listed_seeds_are_the_first_unlined_one_way_roads(find_seeds, capsys):

@@ -101,7 +101,9 @@ def inference_encoder_rows(pol, backend: str, repeats: int, quick: bool):
 
 def bench_ros(repeats: int, quick: bool, policy: str | None) -> list:
     """Node and DDS latency from steering_agent.ros.closed_loop (needs rclpy), 200x66 and
-    800x600 measured in turn in each repeat, and their ratios."""
+    800x600 measured in turn in each repeat, and their ratios. With two CPUs or more, each
+    repeat also measures 800x600 with the camera and the agent pinned to one CPU each
+    ("pinned" rows: as a deployment that gives the two processes cores of their own)."""
     from steering_agent.bench import _checkpoint_file, _latency_model, _median_of
 
     try:
@@ -118,33 +120,45 @@ def bench_ros(repeats: int, quick: bool, policy: str | None) -> list:
         return [Skipped("ros latency", str(e))]
     sizes = ((200, 66), (800, 600))
     frames = 20 if quick else 200
-    results: dict = {s: [] for s in sizes}
+    own = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    pin = (own[0], own[1]) if len(own) >= 2 else None
+    runs_of = [(w, h, None) for w, h in sizes] + ([(800, 600, pin)] if pin else [])
+    results: dict = {(w, h, c): [] for w, h, c in runs_of}
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = _checkpoint_file(model, Path(tmp))
         for _ in range(repeats):
-            for w, h in sizes:
+            for w, h, cpus in runs_of:
                 try:
-                    results[w, h].append(measure_dds_latency(w, h, frames, checkpoint=ckpt))
+                    results[w, h, cpus].append(
+                        measure_dds_latency(w, h, frames, checkpoint=ckpt, cpus=cpus)
+                    )
                 except RuntimeError as e:  # the agent process did not come up: say why
                     return [Skipped(f"ros {w}x{h}", f"{e}".strip().splitlines()[-1])]
     out, node, latency = [], {}, {}
-    for (w, h), runs in results.items():
+    for (w, h, cpus), runs in results.items():
+        key = (w, bool(cpus))
+        tag = f"{w}x{h}" + (" pinned" if cpus else "")
         params = {"frames": frames, "lost": [r.get("lost") for r in runs]}
         params["p99_ms"] = [r["latency_ms"].get("p99") for r in runs]
-        latency[w] = [r["latency_ms"]["median"] for r in runs]
-        out.append(Measurement(f"ros camera->control {w}x{h}", "ms", latency[w], params))
-        node[w] = [_median_of(r.get("agent", {}).get("total_ms")) for r in runs]
-        if all(v is not None for v in node[w]):
-            out.append(Measurement(f"ros node per-frame {w}x{h}", "ms", node[w], params))
+        if cpus:
+            params["cpus"] = {"camera": cpus[0], "agent": cpus[1]}
+        latency[key] = [r["latency_ms"]["median"] for r in runs]
+        out.append(Measurement(f"ros camera->control {tag}", "ms", latency[key], params))
+        node[key] = [_median_of(r.get("agent", {}).get("total_ms")) for r in runs]
+        if all(v is not None for v in node[key]):
+            out.append(Measurement(f"ros node per-frame {tag}", "ms", node[key], params))
         else:
-            node[w] = None
-    if node[200] and node[800]:
-        out.append(_ratio("ros node per-frame 800x600 / 200x66", node[800], node[200],
-                          "node 800x600 / 200x66"))  # fmt: skip
+            node[key] = None
+    if node[200, False] and node[800, False]:
+        out.append(_ratio("ros node per-frame 800x600 / 200x66", node[800, False],
+                          node[200, False], "node 800x600 / 200x66"))  # fmt: skip
         for w, h in sizes:
-            key = "camera->control / node 800x600" if w == 800 else None
-            out.append(_ratio(f"ros camera->control / node per-frame {w}x{h}", latency[w],
-                              node[w], key))  # fmt: skip
+            goal = "camera->control / node 800x600" if w == 800 else None
+            out.append(_ratio(f"ros camera->control / node per-frame {w}x{h}",
+                              latency[w, False], node[w, False], goal))  # fmt: skip
+    if node.get((800, True)):
+        out.append(_ratio("ros camera->control / node per-frame 800x600 pinned",
+                          latency[800, True], node[800, True], None))  # fmt: skip
     return out
 
 

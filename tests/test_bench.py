@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import os
 from types import SimpleNamespace
 
 import numpy as np
@@ -204,8 +205,17 @@ def test_bench_cli_ros_quick(tmp_path, ros_domain):
     everything = _run_quick(tmp_path, "ros", repeats=1)["results"]
     results = [r for r in everything if r["unit"] != "ratio"]
     names = [r["name"] for r in results]
-    assert names == [f"ros {kind} {size}" for size in ("200x66", "800x600")
+    sizes = ("200x66", "800x600")
+    pinned = len(os.sched_getaffinity(0)) >= 2  # then 800x600 also with one CPU each
+    sizes += ("800x600 pinned",) if pinned else ()
+    assert names == [f"ros {kind} {size}" for size in sizes
                      for kind in ("camera->control", "node per-frame")], results  # fmt: skip
+    if pinned:
+        cpus = sorted(os.sched_getaffinity(0))[:2]
+        assert results[4]["cpus"] == results[5]["cpus"] == dict(camera=cpus[0], agent=cpus[1])
+        ratio = [r for r in everything if r["name"].endswith("800x600 pinned")][-1]
+        assert ratio["unit"] == "ratio" and "goal_at_most" not in ratio  # the goal: unpinned
+        assert ratio["runs"][0] == pytest.approx(results[4]["runs"][0] / results[5]["runs"][0])
     ratios = {r["name"]: r for r in everything if r["unit"] == "ratio"}
     node = ratios["ros node per-frame 800x600 / 200x66"]
     assert node["goal_at_most"] == 1.15

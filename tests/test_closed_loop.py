@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 from pathlib import Path
 
 import pytest
 
 from sim.seeds import eval_seeds
 from steering_agent.cli import main
+from steering_agent.ros import closed_loop
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = REPO / "checkpoints" / "cnn_lstm.pt"
@@ -81,3 +84,22 @@ def test_shipped_model_drives_1km_of_an_eval_seed_in_lane(tmp_path):
     assert r["distance_m"] >= 1000.0 and r["interventions"] == 0, brief
     assert r["bridge"]["off_road_steps"] == 0
     _every_frame_got_exactly_one_command(r)
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="CPU affinity: Linux")
+def test_a_node_process_started_on_a_cpu_runs_there_with_its_threads(tmp_path):
+    """closed_loop._start(cpus=...): the process and a thread it makes later are on the
+    one CPU asked for (as measure_dds_latency pins the agent)."""
+    cpu = sorted(os.sched_getaffinity(0))[-1]
+    code = (
+        "import os, threading, time\n"
+        "time.sleep(0.3)\n"
+        "seen = []\n"
+        "t = threading.Thread(target=lambda: seen.append(sorted(os.sched_getaffinity(0))))\n"
+        "t.start(); t.join()\n"
+        "print(sorted(os.sched_getaffinity(0)), seen[0])\n"
+    )
+    log = tmp_path / "child.log"
+    proc = closed_loop._start([sys.executable, "-c", code], log, cpus={cpu})
+    assert proc.wait(30) == 0
+    assert log.read_text().split("\n")[0] == f"[{cpu}] [{cpu}]"

@@ -83,18 +83,25 @@ def live_view_command(port: int) -> list[str]:
     return [sys.executable, "-m", module, "--ros-args", "-p", f"port:={int(port)}"]
 
 
-def _start(cmd: list[str], log_path: Path) -> subprocess.Popen:
+def _start(cmd: list[str], log_path: Path, cpus: set[int] | None = None) -> subprocess.Popen:
+    """`cmd` with its output to `log_path`; `cpus`: the CPUs it may run on (Linux), set
+    as soon as it runs, before the interpreter has made a thread (those inherit them).
+    Not in a `preexec_fn`: this process has DDS threads, and code between fork and exec
+    could deadlock on a lock one of them held."""
     use_local_transport()
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     repo = str(Path(__file__).resolve().parents[2])  # run this checkout's code, not a copy
     env["PYTHONPATH"] = os.pathsep.join(p for p in (repo, env.get("PYTHONPATH", "")) if p)
     with open(log_path, "wb") as log:
-        return subprocess.Popen(
-            cmd,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+    if cpus:
+        try:
+            os.sched_setaffinity(proc.pid, cpus)
+        except OSError:
+            proc.kill()
+            proc.wait()
+            raise
+    return proc
 
 
 def stop_process(proc: subprocess.Popen, timeout_s: float = 10.0) -> int:
@@ -110,10 +117,13 @@ def stop_process(proc: subprocess.Popen, timeout_s: float = 10.0) -> int:
 
 
 @contextmanager
-def running_node(executable: str, overrides: dict, log_path: Path, cmd: list | None = None):
+def running_node(
+    executable: str, overrides: dict, log_path: Path, cmd: list | None = None,
+    cpus: set[int] | None = None,
+):  # fmt: skip
     """A node process for the `with` block (`cmd`: a command line of its own instead of
-    `node_command`'s); always stopped at its end."""
-    proc = _start(cmd or node_command(executable, overrides), log_path)
+    `node_command`'s; `cpus` as in `_start`); always stopped at its end."""
+    proc = _start(cmd or node_command(executable, overrides), log_path, cpus)
     try:
         yield proc
     finally:
@@ -282,12 +292,15 @@ def measure_dds_latency(
     warmup: int = 10,
     reply_timeout_s: float = 2.0,
     workdir: str | os.PathLike | None = None,
+    cpus: tuple[int, int] | None = None,
 ) -> dict:
     """Camera-publish -> control-receive latency through an `agent` process over loopback.
 
     Publishes serialized bgra8 frames of `width` x `height` one at a time (the next after the
     previous frame's control arrived, or after `reply_timeout_s`), 50 ms apart in stamp
     time, and times each until the CarlaEgoVehicleControl with its stamp comes back.
+    `cpus=(camera, agent)` pins this process (the camera) and the agent process to one
+    CPU each for the measurement (as `taskset -c` would; Linux).
 
     Returns:
         dict(width, height, frames, lost, latency_ms {median, p90, p99, max}, agent: the
@@ -298,6 +311,7 @@ def measure_dds_latency(
     from sensor_msgs.msg import Image
 
     from steering_agent.interfaces import topics
+    from steering_agent.ros.serialized_publish import RawPublisher
 
     work = Path(workdir or tempfile.mkdtemp(prefix="dds_latency_"))
     work.mkdir(parents=True, exist_ok=True)
@@ -310,11 +324,13 @@ def measure_dds_latency(
     latencies: list[float] = []
     lost = 0
     with (
+        _pinned({cpus[0]} if cpus else None),
         ros_context() as ctx,
         # a new name each call: rosout warns about two nodes of one name in a process
         ros_participant_node(ctx, f"latency_probe_{next(_PROBES)}") as (node, executor),
-        running_node("agent", agent_p, work / "agent.log") as proc,
-    ):
+        running_node("agent", agent_p, work / "agent.log",
+                     cpus={cpus[1]} if cpus else None) as proc,
+    ):  # fmt: skip
         replies: dict[int, float] = {}
         node.create_subscription(
             CarlaEgoVehicleControl, topics.CONTROL,
@@ -323,6 +339,8 @@ def measure_dds_latency(
             QoSProfile(depth=10),
         )  # fmt: skip
         pub = node.create_publisher(Image, topics.IMAGE, QoSProfile(depth=1))
+        # as sim_bridge publishes: from the frame's buffer (serialized_publish)
+        raw_pubs = [RawPublisher(pub, image.buffer) for image in images]
         deadline = time.monotonic() + 60.0
         while pub.get_subscription_count() == 0 or node.count_publishers(topics.CONTROL) == 0:
             if proc.poll() is not None or time.monotonic() > deadline:
@@ -333,7 +351,7 @@ def measure_dds_latency(
             ns = (i + 1) * 50_000_000
             frame.set_stamp(*ns_to_sec_nanosec(ns))
             t_sent = time.perf_counter()
-            pub.publish(frame.to_bytes())  # serialized, as sim_bridge publishes
+            raw_pubs[i % len(images)].publish()
             while ns not in replies and time.perf_counter() - t_sent < reply_timeout_s:
                 executor.spin_once(timeout_sec=reply_timeout_s)
             if i < warmup:
@@ -347,6 +365,20 @@ def measure_dds_latency(
     if workdir is None:  # a failed run raised above and keeps its agent.log for reading
         shutil.rmtree(work, ignore_errors=True)
     return result
+
+
+@contextmanager
+def _pinned(cpus: set[int] | None):
+    """This process on `cpus` for the block (None: unchanged), then as it was."""
+    if not cpus:
+        yield
+        return
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, cpus)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -181,7 +181,10 @@ def ros_context():
     process exits (see KEPT_UNTIL_EXIT)."""
     import rclpy
 
+    from steering_agent.common.heap import retain_frame_buffers
+
     use_local_transport()
+    retain_frame_buffers()  # frames in and out without fresh pages (common/heap.py)
     context = rclpy.Context()
     rclpy.init(context=context, signal_handler_options=rclpy.signals.SignalHandlerOptions.NO)
     try:

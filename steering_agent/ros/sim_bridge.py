@@ -179,6 +179,7 @@ class SimBridgeNode(Node):
             )
         self._camera_info = self._camera_info_msg()
         self._cdr = None  # the serialized Image of the current frame size
+        self._cdr_pub = None  # its RawPublisher
 
     def _camera_info_msg(self) -> CameraInfo:
         from steering_agent.data.imageconv import camera_info_fields
@@ -235,7 +236,7 @@ class SimBridgeNode(Node):
         self._pub_odom.publish(self._odometry(stamp, speed))
         self._camera_info.header.stamp = stamp
         self._pub_info.publish(self._camera_info)
-        self._pub_image.publish(self._serialized_frame(stamp))
+        self._serialized_frame(stamp).publish()
         self._frame_wall = time.monotonic()
         self._waiting = self.p["mode"] == "sync"
 
@@ -249,22 +250,25 @@ class SimBridgeNode(Node):
             label = _Control(*(float(v) for v in expert))
             self._pub_expert.publish(control_msgs.to_carla_msg(label, stamp, self._expert_msg))
 
-    def _serialized_frame(self, stamp: Time) -> bytes:
-        """The observation as a serialized bgra8 Image: the colour conversion writes the
-        pixels straight into the one buffer kept per frame size (steering_agent.ros
-        .image_cdr), which is copied once into the `bytes` rclpy publishes as they are."""
+    def _serialized_frame(self, stamp: Time):
+        """The observation as a serialized bgra8 Image, ready to publish: the colour
+        conversion writes the pixels straight into the one buffer kept per frame size
+        (steering_agent.ros.image_cdr), which DDS copies once into its sample
+        (steering_agent.ros.serialized_publish). Returns the buffer's RawPublisher."""
         import cv2
 
         from steering_agent.ros.image_cdr import ImageCdr
+        from steering_agent.ros.serialized_publish import RawPublisher
 
         rgb = self._obs["image"]
         h, w = rgb.shape[:2]
         cdr = self._cdr
         if cdr is None or (cdr.height, cdr.width) != (h, w):
             cdr = self._cdr = ImageCdr(h, w, "bgra8", 4, self._camera_info.header.frame_id)
+            self._cdr_pub = RawPublisher(self._pub_image, cdr.buffer)
         cv2.cvtColor(rgb, cv2.COLOR_RGB2BGRA, dst=cdr.pixels)
         cdr.set_stamp(stamp.sec, stamp.nanosec)
-        return cdr.to_bytes()
+        return self._cdr_pub
 
     def _odometry(self, stamp: Time, speed: float) -> Odometry:
         msg = Odometry()

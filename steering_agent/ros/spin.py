@@ -43,6 +43,9 @@ def run_node(
     exit code 1; a clean stop is 0."""
     from rclpy.exceptions import ParameterException
 
+    from steering_agent.common.heap import retain_frame_buffers
+
+    retain_frame_buffers()  # before the participant's threads allocate (common/heap.py)
     rclpy.init(args=args)
     node = None
     try:

@@ -127,21 +127,20 @@ def test_colcon_build_and_run_agent_from_install_space(tmp_path, ros_domain, mon
         stderr=subprocess.STDOUT, text=True, start_new_session=True,
     )  # fmt: skip
     try:
-        import rclpy
+        from .ros_helpers import Probe
 
-        rclpy.init()
-        node = rclpy.create_node("colcon_probe")
+        # a context of its own: the default one may be held by an earlier test
+        probe = Probe("colcon_probe")
         try:
             seen = False
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline and proc.poll() is None:
-                rclpy.spin_once(node, timeout_sec=0.2)
-                if "colcon_agent" in node.get_node_names():
+                probe.executor.spin_once(timeout_sec=0.2)
+                if "colcon_agent" in probe.node.get_node_names():
                     seen = True
                     break
         finally:
-            node.destroy_node()
-            rclpy.shutdown()
+            probe.close()
         assert seen, "the agent from the colcon install space never joined the ROS graph"
         # The node must come from the install space, not the source tree.
         out = subprocess.run(

@@ -63,6 +63,19 @@ class Agent:
         self.pub.publish(_image(ns, encoding))
         self.probe.spin_for(0.05)
 
+    def start_driving(self, timeout_s: float = 10.0) -> int:
+        """Send good frames (stamps 50 ms apart) until the first command comes back, as a
+        camera streams: a best-effort frame sent while the agent's reader has not yet
+        matched this publisher is dropped by DDS. Returns the next free stamp index."""
+        k = 0
+        deadline = time.monotonic() + timeout_s
+        while not self.got and time.monotonic() < deadline:
+            k += 1
+            self.send(k * 50_000_000)
+        assert self.got, log_text(self.log)
+        self.probe.spin_for(0.2)  # the commands of frames still in flight arrive now
+        return k + 1
+
     def brakes_after(self, t: float) -> list[float]:
         return [w for w, m in self.got if w >= t and m.header.frame_id == "watchdog"]
 
@@ -83,9 +96,13 @@ def test_watchdog_brakes_within_two_periods_of_the_last_good_command(
     # must still count wall time.
     agent = Agent(tmp_path, checkpoint, use_sim_time=sim_time)
     try:
-        for i in range(1, 6):
+        k = agent.start_driving()
+        before = len(agent.got)
+        for i in range(k, k + 5):
             agent.send(i * 50_000_000)
-        assert agent.probe.spin_until(lambda: len(agent.got) >= 5, 10.0), log_text(agent.log)
+        assert agent.probe.spin_until(lambda: len(agent.got) >= before + 5, 10.0), log_text(
+            agent.log
+        )
         last_good = max(w for w, m in agent.got if m.header.frame_id == "")
         assert agent.probe.spin_until(lambda: len(agent.brakes_after(last_good)) >= 3, 5.0)
         first = agent.brakes_after(last_good)[0]
@@ -103,10 +120,9 @@ def test_a_stream_of_undecodable_frames_is_braked_for_and_one_bad_frame_does_not
 ):
     agent = Agent(tmp_path, checkpoint, max_failures=3, watchdog_timeout_s=5.0)
     try:
-        agent.send(50_000_000)
-        assert agent.probe.spin_until(lambda: len(agent.got) >= 1, 10.0)
+        k = agent.start_driving()
         t_bad = time.monotonic()
-        for i in range(2, 8):  # arriving frames, none usable: brake after the third
+        for i in range(k, k + 6):  # arriving frames, none usable: brake after the third
             agent.send(i * 50_000_000, encoding="yuv422")
         agent.probe.spin_for(0.3)
         after = [m for w, m in agent.got if w >= t_bad]
@@ -114,7 +130,7 @@ def test_a_stream_of_undecodable_frames_is_braked_for_and_one_bad_frame_does_not
         assert all(m.header.frame_id == "watchdog" for m in after)
         assert "yuv422" in log_text(agent.log) and "driving again" not in log_text(agent.log)
         t_good = time.monotonic()
-        agent.send(9 * 50_000_000)
+        agent.send((k + 7) * 50_000_000)
         assert agent.probe.spin_until(
             lambda: any(m.header.frame_id == "" for w, m in agent.got if w >= t_good), 10.0
         )

@@ -103,3 +103,31 @@ def test_a_node_process_started_on_a_cpu_runs_there_with_its_threads(tmp_path):
     proc = closed_loop._start([sys.executable, "-c", code], log, cpus={cpu})
     assert proc.wait(30) == 0
     assert log.read_text().split("\n")[0] == f"[{cpu}] [{cpu}]"
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="CPU affinity: Linux")
+def test_pinning_the_measurement_leaves_no_thread_of_this_process_pinned():
+    """closed_loop._pinned: a thread made inside the block (as a DDS participant's) runs
+    on the pinned CPU there, and on all of this process's CPUs again after it."""
+    import threading
+
+    allowed = os.sched_getaffinity(0)
+    cpu = min(allowed)
+    seen, go_on, stop = [], threading.Event(), threading.Event()
+
+    def worker():
+        seen.append(os.sched_getaffinity(0))
+        go_on.set()
+        stop.wait(10)
+
+    with closed_loop._pinned({cpu}):
+        assert os.sched_getaffinity(0) == {cpu}
+        t = threading.Thread(target=worker)
+        t.start()
+        assert go_on.wait(10)
+    try:
+        assert seen == [{cpu}] and os.sched_getaffinity(0) == allowed
+        assert os.sched_getaffinity(t.native_id) == allowed
+    finally:
+        stop.set()
+        t.join()

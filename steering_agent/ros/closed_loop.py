@@ -18,7 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 
 from steering_agent.common.package_files import config_file
@@ -367,18 +367,31 @@ def measure_dds_latency(
     return result
 
 
+def _threads() -> set[int]:
+    """This process's thread ids (Linux /proc; empty elsewhere)."""
+    try:
+        return {int(t) for t in os.listdir("/proc/self/task")}
+    except OSError:
+        return set()
+
+
 @contextmanager
 def _pinned(cpus: set[int] | None):
-    """This process on `cpus` for the block (None: unchanged), then as it was."""
+    """This thread on `cpus` for the block (None: unchanged), then as it was; so are the
+    threads made meanwhile (a DDS participant's, kept until exit), so that nothing of
+    this process stays pinned after the measurement."""
     if not cpus:
         yield
         return
-    before = os.sched_getaffinity(0)
+    before, old_threads = os.sched_getaffinity(0), _threads()
     os.sched_setaffinity(0, cpus)
     try:
         yield
     finally:
         os.sched_setaffinity(0, before)
+        for tid in _threads() - old_threads:
+            with suppress(OSError):  # the thread has ended
+                os.sched_setaffinity(tid, before)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

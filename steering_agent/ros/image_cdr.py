@@ -136,9 +136,9 @@ class ImageCdr:
     """A serialized sensor_msgs/Image (little-endian XCDR1) for one frame size, reused.
 
     Write the pixels into `pixels` (H x W x C uint8, a view into the buffer, rows of
-    `step` bytes), set the stamp with `set_stamp`, and publish `to_bytes()` (one copy of
-    the buffer into the `bytes` that rclpy's `Publisher.publish` takes for a serialized
-    message).
+    `step` bytes), set the stamp with `set_stamp`, and publish `buffer` as it is with
+    `serialized_publish.RawPublisher` (or `to_bytes()`, a copy, for rclpy's
+    `Publisher.publish`).
     """
 
     def __init__(

@@ -17,6 +17,7 @@ loaded), `RawPublisher` falls back to `publish(bytes(buffer))`, and says so in `
 from __future__ import annotations
 
 import ctypes
+from functools import cache
 
 
 class _Allocator(ctypes.Structure):
@@ -38,14 +39,10 @@ class _SerializedMessage(ctypes.Structure):
     ]
 
 
-_LIBS: dict[str, ctypes.CDLL | None] = {}
-
-
+@cache
 def _library(name: str) -> ctypes.CDLL | None:
     """The already loaded `name` (e.g. librcl.so): by name, else by its path in this
     process's memory map; None if neither works."""
-    if name in _LIBS:
-        return _LIBS[name]
     lib = None
     candidates = [name]
     try:
@@ -61,11 +58,13 @@ def _library(name: str) -> ctypes.CDLL | None:
             break
         except OSError:
             continue
-    _LIBS[name] = lib
     return lib
 
 
+@cache
 def _rcl_publish():
+    """(rcl_publish_serialized_message, rcutils_reset_error or None), typed once;
+    (None, None) without rcl."""
     rcl = _library("librcl.so")
     if rcl is None:
         return None, None

@@ -236,7 +236,7 @@ class SimBridgeNode(Node):
         self._pub_odom.publish(self._odometry(stamp, speed))
         self._camera_info.header.stamp = stamp
         self._pub_info.publish(self._camera_info)
-        self._serialized_frame(stamp).publish()
+        self._frame_publisher(stamp).publish()
         self._frame_wall = time.monotonic()
         self._waiting = self.p["mode"] == "sync"
 
@@ -250,7 +250,7 @@ class SimBridgeNode(Node):
             label = _Control(*(float(v) for v in expert))
             self._pub_expert.publish(control_msgs.to_carla_msg(label, stamp, self._expert_msg))
 
-    def _serialized_frame(self, stamp: Time):
+    def _frame_publisher(self, stamp: Time):
         """The observation as a serialized bgra8 Image, ready to publish: the colour
         conversion writes the pixels straight into the one buffer kept per frame size
         (steering_agent.ros.image_cdr), which DDS copies once into its sample

@@ -9,6 +9,7 @@ measured one right after the other), so it holds on a machine whose speed drifts
 from __future__ import annotations
 
 import os
+import statistics
 import tempfile
 import threading
 import time
@@ -24,6 +25,8 @@ GOALS = {
     "camera->control / node 800x600": 1.5,
     "calibrated / plain 800x600": 1.0,
 }
+# step / encoder: per repeat, this many alternating blocks of this many calls each
+BLOCKS, BLOCK_CALLS = 10, 20
 
 
 def _ratio(name: str, num: list, den: list, goal_key: str | None, **params) -> Measurement:
@@ -77,20 +80,26 @@ def bench_preprocess(repeats: int, quick: bool) -> list:
 def inference_encoder_rows(pol, backend: str, repeats: int, quick: bool):
     """The bare encoder at batch 1 on `pol`'s backend, and the step / encoder ratio.
 
-    The step is timed again right beside each encoder run (step, then encoder, in every
-    repeat), so both figures of a ratio come from the same moment of a machine whose speed
-    drifts; the encoder runs on the same backend, threads and session options as the step
-    (`latency.encoder_runner`).
+    The step is timed again right beside the encoder, so both figures of a ratio come
+    from the same moment of a machine whose speed drifts: each repeat alternates
+    `BLOCKS` blocks of step calls and of encoder calls (`BLOCK_CALLS` each), and takes the
+    median of each over all its blocks. The encoder runs on the same backend, threads and
+    session options as the step (`latency.encoder_runner`).
     """
-    from steering_agent.policy.latency import benchmark_latency, encoder_ms
+    from steering_agent.policy.latency import benchmark_latency, encoder_ms, encoder_runner
 
-    calls = 2 if quick else 200
+    blocks, calls = (1, 2) if quick else (BLOCKS, BLOCK_CALLS)
+    runner = encoder_runner(pol.model, backend)
     steps, enc = [], []
     for _ in range(repeats):
-        steps.append(benchmark_latency(pol, 1, None, calls, warmup=2)["median_ms"])
-        enc.append(encoder_ms(pol.model, backend, calls, warmup=2))
+        s_ms, e_ms = [], []
+        for _ in range(blocks):
+            s_ms.append(benchmark_latency(pol, 1, None, calls, warmup=2)["median_ms"])
+            e_ms.append(encoder_ms(pol.model, backend, calls, warmup=2, runner=runner))
+        steps.append(statistics.median(s_ms))
+        enc.append(statistics.median(e_ms))
     name = f"inference encoder alone, batch 1, {backend}"
-    params = {"batch": 1, "backend": backend, "calls_per_run": calls}
+    params = {"batch": 1, "backend": backend, "blocks": blocks, "calls_per_block": calls}
     ratio = f"inference stateful step / encoder, batch 1, {backend}"
     step_ms = [round(v, 4) for v in steps]
     return [

@@ -65,3 +65,50 @@ def test_gradients_flow_through_time():
     steer, _ = model(x, None)
     steer[0, -1].backward()
     assert x.grad[0, 0].abs().sum() > 0  # the last output depends on the first frame
+
+
+def _two_layer_lstm():
+    torch.manual_seed(1)
+    return SteeringNet(ModelConfig(arch="cnn_lstm", lstm_layers=2)).eval()
+
+
+@pytest.mark.parametrize("variant", ["fixture", "two LSTM layers"])
+@torch.inference_mode()
+def test_lean_step_gives_the_models_step_exactly(model, variant):
+    """`lean_step` (the policy's CPU path) runs the same kernels as `SteeringNet.step`:
+    bit-identical outputs and states, from no state and along a sequence."""
+    from steering_agent.policy.model import lean_step
+
+    if variant == "two LSTM layers":  # once per arch of the fixture: the same model
+        model = _two_layer_lstm()
+    lean = lean_step(model)
+    frames = torch.randn(6, 2, 3, 66, 200)
+    ref_state = lean_state = None
+    for t in range(frames.shape[0]):
+        ref, ref_state = model.step(frames[t], ref_state)
+        got, lean_state = lean(frames[t], lean_state)
+        assert torch.equal(got, ref)
+        if ref_state is None:
+            assert lean_state is None
+        else:
+            assert all(torch.equal(a, b) for a, b in zip(lean_state, ref_state, strict=True))
+    # it reads the model's parameters: a change made in place shows in its output
+    before = lean(frames[0], lean_state)[0]
+    with torch.no_grad():
+        model.head[-2].bias.add_(0.5)
+    assert not torch.equal(lean(frames[0], lean_state)[0], before)
+    assert torch.equal(lean(frames[0], lean_state)[0], model.step(frames[0], ref_state)[0])
+
+
+def test_lean_step_leaves_the_encoders_features_alone():
+    """ELU runs in place only on a Linear's own output: a head that starts with an ELU
+    must not overwrite what it is given."""
+    from torch import nn
+
+    from steering_agent.policy.model import _functional
+
+    run = _functional(nn.Sequential(nn.ELU(), nn.Linear(4, 3), nn.ELU(), nn.Tanh()))
+    x = torch.randn(2, 4)
+    before = x.clone()
+    run(x)
+    assert torch.equal(x, before)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+import steering_agent.policy.policy as policy_module
 from steering_agent.policy.backends import resolve_backend
 from steering_agent.policy.checkpoint import save_checkpoint
 from steering_agent.policy.control import Control, SpeedController
@@ -169,6 +170,21 @@ def test_batched_reset_indices_and_active_mask(backend, arch):
     np.testing.assert_allclose(out[2, 0], _forward(model, seq2)[-1], atol=1e-5)
 
 
+def test_frames_of_changing_size_are_each_preprocessed_as_preprocess_frames_does():
+    """The policy looks the crop rows up once per frame size: frames whose size changes
+    from one step to the next (a camera reconfigured mid-drive) are still each cropped
+    and resized for their own size, as `preprocess_frames` does them."""
+    pre = PreprocessConfig(crop_top=0.2, color="yuv")
+    policy = SteeringPolicy(_model(), pre, device="cpu")
+    rng = np.random.default_rng(3)
+    sizes = [(66, 200), (264, 800), (66, 200), (150, 400), (264, 800)]
+    for i, (h, w) in enumerate(sizes):
+        image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        policy.step(image, i * 0.05, 8.0)
+        want = preprocess_frames(image, pre)[0].transpose(1, 2, 0)
+        np.testing.assert_array_equal(policy._batched._frames[0], want)
+
+
 def test_load_from_file_uses_checkpoint_settings(tmp_path):
     model = _model()
     pre = PreprocessConfig(crop_top=0.1, color="rgb")
@@ -179,20 +195,37 @@ def test_load_from_file_uses_checkpoint_settings(tmp_path):
     assert BatchedSteeringPolicy.load(path, 4, device="cpu").batch_size == 4
 
 
+_PREPARE = BatchedSteeringPolicy._prepare  # as defined, whatever a test has patched
+
+
 class ScriptedWork:
     """A stand-in clock whose time passes only inside the wrapped work: the i-th call of
     the wrapped function takes durations_ms[i] and logs how many frames it was given."""
 
     def __init__(self, monkeypatch, module, durations_ms) -> None:
+        """`module`: the policy module (its policy's per-step `_prepare` is wrapped) or the
+        latency module (its `preprocess_frames`, the window path's, is)."""
         self.now, self.frames = 0.0, []
         durations = iter(durations_ms)
 
-        def work(images, *args):
-            self.frames.append(1 if images.ndim == 3 else len(images))
+        def advance(images) -> None:
+            self.frames.append(1 if np.ndim(images) == 3 else len(images))
             self.now += next(durations) / 1e3
-            return preprocess_frames(images, *args)
 
-        monkeypatch.setattr(module, "preprocess_frames", work)
+        if module is policy_module:
+
+            def work(policy, images, *args):
+                advance(images)
+                return _PREPARE(policy, images, *args)
+
+            monkeypatch.setattr(policy_module.BatchedSteeringPolicy, "_prepare", work)
+        else:
+
+            def work(images, *args):
+                advance(images)
+                return preprocess_frames(images, *args)
+
+            monkeypatch.setattr(module, "preprocess_frames", work)
         import steering_agent.policy.latency as latency
 
         monkeypatch.setattr(latency, "time", SimpleNamespace(perf_counter=lambda: self.now))
@@ -203,7 +236,6 @@ def test_benchmark_latency_reports_both_modes(backend, monkeypatch):
     """Every frame is stepped; the statistics are those of the timed calls, in ms, with
     the warm-up left out (a scripted clock, not this machine's speed)."""
     import steering_agent.policy.latency as latency
-    import steering_agent.policy.policy as policy_module
 
     model = _model()
     # stateful, batch 1: 1 warm-up call of 100 ms (left out), then 5 timed calls

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from steering_agent.policy.model import SteeringNet
+from steering_agent.policy.model import SteeringNet, lean_step
 from steering_agent.policy.preprocess import normalize
 
 
@@ -72,7 +72,8 @@ class TorchStepper:
     On CUDA the step is replayed from CUDA graphs (`cuda_graphs`, default on there;
     `steering_agent.policy.cuda_graphs.GraphStepper`), at `precision` "fp32" (default),
     "fp16" or "bf16" (autocast, refused where it moves the output by more than 1e-3 of
-    fp32's on random inputs). Elsewhere the step runs eagerly (fp32).
+    fp32's on random inputs). Elsewhere the step runs eagerly (fp32), through
+    `model.lean_step` (the same kernels with less Python around the LSTM and head).
     """
 
     name = "torch"
@@ -104,6 +105,11 @@ class TorchStepper:
         )
         with torch.inference_mode():
             self._state = model.initial_state(batch, device)
+        # after the memory-format change above: the lean step holds the parameters
+        self._step = lean_step(model)
+        # (frames array last run, its NCHW tensor view, the input rows it fills): the
+        # array is held, so the same object is the same memory
+        self._views: tuple = (None, None, None)
 
     @torch.inference_mode()
     def reset(self, rows) -> None:
@@ -118,16 +124,19 @@ class TorchStepper:
     def run(self, frames_nhwc: np.ndarray, rows: np.ndarray, full: bool) -> np.ndarray:
         if self._graphs is not None:
             return self._graphs.run(frames_nhwc, rows, full)
-        n = frames_nhwc.shape[0]
-        x = normalize(torch.from_numpy(frames_nhwc).permute(0, 3, 1, 2), out=self._input[:n])
+        if frames_nhwc is not self._views[0]:  # the policy passes one array: views made once
+            n = frames_nhwc.shape[0]
+            src = torch.from_numpy(frames_nhwc).permute(0, 3, 1, 2)
+            self._views = (frames_nhwc, src, self._input[:n])
+        x = normalize(self._views[1], out=self._views[2])
         if self._state is None or full:
-            out, new_state = self.model.step(x, self._state)
+            out, new_state = self._step(x, self._state)
             if new_state is not None:
                 self._state = new_state
         else:
             idx = torch.as_tensor(rows, device=self.device)
             sub = tuple(s[:, idx] for s in self._state)
-            out, new_sub = self.model.step(x, sub)
+            out, new_sub = self._step(x, sub)
             for s, new in zip(self._state, new_sub, strict=True):
                 s[:, idx] = new
         return out.float().cpu().numpy().astype(np.float64)

@@ -236,11 +236,14 @@ def encoder_runner(model: SteeringNet, backend: str):
     return once
 
 
-def encoder_ms(model: SteeringNet, backend: str, repeats: int = 200, warmup: int = 20) -> float:
+def encoder_ms(
+    model: SteeringNet, backend: str, repeats: int = 200, warmup: int = 20, runner=None
+) -> float:
     """Median time (ms) of the bare encoder forward at batch 1 (`encoder_runner`; the
-    model where it is, e.g. a policy's `model`)."""
+    model where it is, e.g. a policy's `model`). `runner`: one made before by
+    `encoder_runner(model, backend)`, to time it again without rebuilding it."""
     cfg = model.cfg
-    once = encoder_runner(model, backend)
+    once = encoder_runner(model, backend) if runner is None else runner
     x = np.random.default_rng(0).uniform(-1, 1, (1, cfg.encoder_channels, cfg.height, cfg.width))
     x = x.astype(np.float32)
     times = []

@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 ARCHS = ("cnn_lstm", "cnn", "cnn_stack")
@@ -241,6 +242,83 @@ class SteeringNet(nn.Module):
             hs.append(x)
             cs.append(c)
         return self.head(x).squeeze(-1), (torch.stack(hs), torch.stack(cs))
+
+
+def _functional(seq: nn.Sequential):
+    """The layers of `seq` as plain calls on their parameters, one Python function
+    without nn.Module's per-call machinery (hooks, __getattr__): Linear, ELU and Tanh as
+    their functional ops (the same kernels, so the same numbers; ELU in place where it
+    follows a Linear, on that layer's new output), any other layer called as it is."""
+    ops = []
+    for layer in seq:
+        if type(layer) is nn.Linear:
+            ops.append((F.linear, (layer.weight, layer.bias)))
+        elif type(layer) is nn.ELU:  # in place only on a Linear's fresh output
+            ops.append((F.elu, (layer.alpha, bool(ops) and ops[-1][0] is F.linear)))
+        elif type(layer) is nn.Tanh:
+            ops.append((torch.tanh, ()))
+        else:
+            ops.append((layer, ()))
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        for op, args in ops:
+            x = op(x, *args)
+        return x
+
+    return run
+
+
+def lean_step(model: SteeringNet):
+    """`model.step` for inference, with what follows the encoder (the LSTM cells and the
+    head, or the baseline's feed-forward layer and head) as plain calls on parameters
+    looked up once (`_functional`): the same kernels in the same order, so the same
+    outputs, for about half that part's Python overhead at batch 1. The encoder runs as
+    `model.encoder`, exactly as the bare encoder is benchmarked.
+
+    The parameters are captured now: make it again after moving the model to another
+    device or dtype (loading a state dict in place is fine). `cnn_stack` has no lean form
+    (its step is the model's own); call it under `torch.inference_mode()` or `no_grad`.
+    """
+    if model.stacked:
+        return model.step
+    encoder, head = model.encoder, _functional(model.head)
+    if model.lstm is None:
+        temporal = _functional(model.temporal)
+
+        def step_cnn(frames: torch.Tensor, state: State = None):
+            return head(temporal(encoder(frames))).squeeze(-1), state
+
+        return step_cnn
+    layers = [
+        tuple(
+            getattr(model.lstm, f"{w}_l{k}")
+            for w in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+        )
+        for k in range(model.cfg.lstm_layers)
+    ]
+    if len(layers) == 1:
+        (weights,) = layers
+
+        def step_one_layer(frames: torch.Tensor, state: State = None):
+            if state is None:
+                state = model.initial_state(frames.shape[0], frames.device)
+            h, c = torch.lstm_cell(encoder(frames), (state[0][0], state[1][0]), *weights)
+            return head(h).squeeze(-1), (h.unsqueeze(0), c.unsqueeze(0))
+
+        return step_one_layer
+
+    def step_layers(frames: torch.Tensor, state: State = None):
+        if state is None:
+            state = model.initial_state(frames.shape[0], frames.device)
+        h0, c0 = state
+        x, hs, cs = encoder(frames), [], []
+        for k, weights in enumerate(layers):
+            x, c = torch.lstm_cell(x, (h0[k], c0[k]), *weights)
+            hs.append(x)
+            cs.append(c)
+        return head(x).squeeze(-1), (torch.stack(hs), torch.stack(cs))
+
+    return step_layers
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -34,7 +34,12 @@ from steering_agent.policy.control import (
     convert_steer,
 )
 from steering_agent.policy.model import SteeringNet
-from steering_agent.policy.preprocess import PreprocessConfig, preprocess_frames, to_color_space
+from steering_agent.policy.preprocess import (
+    PreprocessConfig,
+    preprocess_frames,
+    preprocess_into,
+    to_color_space,
+)
 
 _ROW0 = np.zeros(1, dtype=np.int64)
 
@@ -104,6 +109,7 @@ class BatchedSteeringPolicy:
         # fills it through a [B, 3, H, W] view.
         self._frames = np.empty((batch_size, *hw, 3), dtype=np.uint8)
         self._frames_chw = self._frames.transpose(0, 3, 1, 2)
+        self._crop_for: tuple = (None, None)  # (frame (height, width), its crop rows)
         if self.backend == "onnxruntime":
             self._stepper = OrtStepper(self.model, batch_size, torch.get_num_threads())
         else:
@@ -172,7 +178,16 @@ class BatchedSteeringPolicy:
                     )
                 self._use(self._spec(w, h))
         if self.calibration is None:
-            frames = images if full else images[rows]
+            if images.dtype == np.uint8 and images.ndim == 4 and images.shape[3] in (3, 4):
+                # checked: straight in, the crop rows looked up once per frame size
+                size = images.shape[1:3]
+                if size != self._crop_for[0]:
+                    self._crop_for = (size, self.preprocess_cfg.crop_rows(*size))
+                for k in range(n):
+                    image = images[k if full else rows[k]]
+                    preprocess_into(image, self.preprocess_cfg, self._crop_for[1], self._frames[k])
+                return
+            frames = images if full else images[rows]  # its error names the problem
             preprocess_frames(frames, self.preprocess_cfg, self._frames_chw[:n])
             return
         for k in range(n):

@@ -145,11 +145,20 @@ def resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
 
 
 def _one_frame(image: np.ndarray, cfg: PreprocessConfig, out_chw: np.ndarray) -> None:
-    top, bottom = cfg.crop_rows(image.shape[0], image.shape[1])
-    crop = image[top:bottom]
+    rows = cfg.crop_rows(image.shape[0], image.shape[1])
+    preprocess_into(image, cfg, rows, out_chw.transpose(1, 2, 0))
+
+
+def preprocess_into(
+    image: np.ndarray, cfg: PreprocessConfig, rows: tuple[int, int], out_hwc: np.ndarray
+) -> None:
+    """One frame, already checked (uint8 H x W x 3 RGB or x 4 BGRA), into `out_hwc`
+    (height x width x 3): rows `rows` (`cfg.crop_rows` of its size, which a caller that
+    sees one size of frame looks up once), resized, in the network's colour space."""
+    crop = image[rows[0] : rows[1]]
     if crop.shape[0] != cfg.height or crop.shape[1] != cfg.width:
         crop = resize(crop, cfg.width, cfg.height)
-    to_color_space(crop, cfg.color, out_chw.transpose(1, 2, 0))
+    to_color_space(crop, cfg.color, out_hwc)
 
 
 def preprocess_frames(

@@ -31,6 +31,8 @@ import cv2
 import numpy as np
 
 FAR_M = 300.0  # ground beyond this is treated as at infinity (no parallax left)
+# GroundMemory fills unseen ground that was in view within this far ahead (sampled so)
+AHEAD_MAX_M, AHEAD_STEP_M = 60.0, 0.25
 # The camera the shipped checkpoints were trained with (sim.env.DriveEnv's defaults).
 CANONICAL_MOUNT = {"x_m": 1.0, "y_m": 0.0, "height_m": 1.5, "pitch_deg": 15.0,
                    "roll_deg": 0.0, "yaw_deg": 0.0}  # fmt: skip
@@ -319,3 +321,98 @@ class CameraCalibration:
             f"{self.canonical.height} pitch={self.canonical.pitch_deg:g} at "
             f"{self.canonical.height_m:g} m (prefilter 1/{2**self.prefilter})"
         )
+
+
+class GroundMemory:
+    """The canonical view's ground that the real camera does not see, filled from the
+    frames before it, moved by the car's own motion.
+
+    A camera pitched up or mounted high sees no ground for metres in front of the car, and
+    `CameraCalibration` can only stretch the nearest ground it sees down over that gap:
+    lane lines there run straight ahead of the car whatever its heading to the lane, so the
+    network loses the near field's heading cue (on the camera grid the CNN+LSTM weaved
+    about its lane, 0.15 m mean off centre against 0.06 m). That ground was in view a few
+    frames earlier, further ahead. Per stream this keeps the last network-input view; for
+    each new frame it moves the last view by the car's motion since (a ground-plane
+    homography: `ds` metres along the path, `dpsi` radians of yaw, left positive) and
+    copies it into the pixels of unseen ground (`mask`) of the new view: ground out of view
+    now that was in view up to `AHEAD_MAX_M` further ahead (the car drives onto it). The
+    rest of the view is the new frame's own: ground in view, the sky, and ground that no
+    earlier frame can have seen (beyond the frame's top edge, or beside it all the way).
+
+    Args:
+        calibration: the calibration whose views are filled.
+        first_row: the canonical camera's row that the views start at (crop).
+        streams: how many independent streams (each its own past).
+    """
+
+    def __init__(self, calibration: CameraCalibration, first_row: int, streams: int = 1):
+        can, real = calibration.canonical, calibration.real
+        w, h = calibration.out_width, calibration.out_height
+        self.size = (w, h)
+        u, v = np.meshgrid(
+            np.arange(w, dtype=np.float64), first_row + np.arange(h, dtype=np.float64)
+        )
+        d = can.rays(u, v)
+        down = -d[..., 2]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t = np.where(down > 1e-9, can.height_m / down, np.inf)
+        ground = np.isfinite(t) & (t * np.hypot(d[..., 0], d[..., 1]) <= FAR_M)
+        point = can.position() + np.where(ground, t, 0.0)[..., None] * d
+
+        def visible(p: np.ndarray) -> np.ndarray:
+            x, y = real.project(p)
+            return (y >= 0) & (y <= real.height - 1) & (x >= 0) & (x <= real.width - 1)
+
+        # ground the real camera misses now but saw earlier: some point further ahead at the
+        # same lateral offset is in view (the car drives onto it). Ground it never sees
+        # (beyond the frame's top edge, or beside it all the way) is left to the calibration.
+        unseen = ground & ~visible(point)
+        ahead = point[unseen]
+        earlier = np.zeros(len(ahead), bool)
+        for d in np.arange(AHEAD_STEP_M, AHEAD_MAX_M + 1e-9, AHEAD_STEP_M):
+            earlier |= visible(ahead + np.array([d, 0.0, 0.0]))
+        mask = np.zeros(unseen.shape, np.uint8)
+        mask[unseen] = earlier
+        self.mask = mask  # 1: ground out of view now, in view a little earlier
+        # car-frame ground (x, y, 1) -> view pixel: K [r1 r2 -R^T c], rows shifted by the crop
+        rt = can.rotation().T
+        k = np.array([[can.fx, 0.0, can.cx], [0.0, can.fy, can.cy - first_row], [0.0, 0.0, 1.0]])
+        self.ground_to_view = k @ np.column_stack((rt[:, 0], rt[:, 1], -rt @ can.position()))
+        self._view_to_ground = np.linalg.inv(self.ground_to_view)
+        self._last = np.zeros((streams, h, w, 3), np.uint8)
+        self._have = np.zeros(streams, bool)
+        self._moved = np.empty((h, w, 3), np.uint8)
+
+    @property
+    def active(self) -> bool:
+        """Whether any pixel of the view is unseen ground (else there is nothing to fill)."""
+        return bool(self.mask.any())
+
+    def reset(self, rows=None) -> None:
+        """Forget the past of all streams, or of `rows` (ints, a slice or a bool mask)."""
+        self._have[slice(None) if rows is None else rows] = False
+
+    def motion_map(self, ds: float, dpsi: float) -> np.ndarray:
+        """The 3x3 map from a pixel of the new view to where the same ground was in the last
+        one, after the car moved `ds` metres along an arc and turned `dpsi` radians."""
+        c, s = math.cos(dpsi), math.sin(dpsi)
+        half = 0.5 * dpsi  # the chord of the arc points half-way through the turn
+        # a ground point p in the new car frame was R(dpsi) p + chord in the last one
+        move = np.array(
+            [[c, -s, ds * math.cos(half)], [s, c, ds * math.sin(half)], [0.0, 0.0, 1.0]]
+        )
+        return self.ground_to_view @ move @ self._view_to_ground
+
+    def fill(self, k: int, view: np.ndarray, ds: float, dpsi: float) -> None:
+        """Fill stream `k`'s new `view` (uint8 H x W x 3, in place) from its last one, the
+        car having moved `ds` m and turned `dpsi` rad since (NaN: unknown, nothing is
+        filled), then remember it."""
+        last = self._last[k]
+        if self._have[k] and math.isfinite(ds) and math.isfinite(dpsi):
+            cv2.warpPerspective(last, self.motion_map(ds, dpsi), self.size, dst=self._moved,
+                                flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                                borderMode=cv2.BORDER_REPLICATE)  # fmt: skip
+            cv2.copyTo(self._moved, self.mask, view)
+        np.copyto(last, view)
+        self._have[k] = True

@@ -22,6 +22,7 @@ from steering_agent.policy.calibration import (
     CANONICAL_MOUNT,
     CameraCalibration,
     CameraSpec,
+    GroundMemory,
     canonical_camera,
 )
 from steering_agent.policy.checkpoint import Checkpoint, load_checkpoint
@@ -128,6 +129,10 @@ class BatchedSteeringPolicy:
             canon = CameraSpec.from_dict({**canon.to_dict(), **_spec_dict(canonical_camera_spec)})
         self.canonical_camera = canon
         self.calibration: CameraCalibration | None = None
+        self._memory: GroundMemory | None = None
+        # per stream, the car's motion since its last frame: metres along, radians of yaw
+        # (left positive); NaN where unknown (no speed)
+        self._motion = np.full((batch_size, 2), np.nan)
         self._rgb = np.empty((batch_size, *hw, 3), dtype=np.uint8)
         self.set_camera(camera)
 
@@ -138,6 +143,7 @@ class BatchedSteeringPolicy:
         (square pixels, centred principal point). None: the canonical camera."""
         self._camera = None if camera is None else _spec_dict(camera)
         self.calibration = None
+        self._memory = None
         self._calibrated_size: tuple[int, int] | None = None
         if self._camera is not None and "fx" in self._camera:
             spec = self._spec(int(self._camera["width"]), int(self._camera["height"]))
@@ -155,11 +161,14 @@ class BatchedSteeringPolicy:
         self._calibrated_size = (spec.width, spec.height)
         if spec.same_mount_and_view(self.canonical_camera):
             self.calibration = None  # the training camera at any resolution: crop and resize
+            self._memory = None
         else:
             cfg = self.preprocess_cfg
             self.calibration = CameraCalibration(
                 spec, self.canonical_camera, cfg.width, cfg.height, self._first_row
             )
+            memory = GroundMemory(self.calibration, self._first_row, self.batch_size)
+            self._memory = memory if memory.active else None
 
     def _prepare(self, images, rows: np.ndarray, full: bool) -> None:
         """Frames -> self._frames[:n] (uint8 NHWC in the network's colour space)."""
@@ -190,9 +199,28 @@ class BatchedSteeringPolicy:
             frames = images if full else images[rows]  # its error names the problem
             preprocess_frames(frames, self.preprocess_cfg, self._frames_chw[:n])
             return
+        memory = self._memory
         for k in range(n):
-            rgb = self.calibration.apply(images[k if full else rows[k]], self._rgb[k])
+            row = k if full else int(rows[k])
+            rgb = self.calibration.apply(images[row], self._rgb[k])
+            if memory is not None:  # the ground out of the camera's view, from before
+                memory.fill(row, rgb, self._motion[row, 0], self._motion[row, 1])
             to_color_space(rgb, self.preprocess_cfg.color, self._frames[k])
+
+    def _set_motion(self, rows: np.ndarray, dt: np.ndarray, speeds) -> None:
+        """The motion of streams `rows` over the last `dt` seconds, for `GroundMemory`:
+        their speed (NaN when unknown) times dt along the path, turned by the path
+        curvature of the steering command they were last given (kinematic bicycle of
+        `self.vehicle`; CARLA's steer is + right, the yaw + left)."""
+        if speeds is None:
+            self._motion[rows] = np.nan
+            return
+        speed = np.asarray(speeds, dtype=np.float64).reshape(-1)
+        ds = (speed if speed.size == rows.size else speed[rows]) * dt
+        steer = self.last_action[rows, 0]
+        curv = np.tan(steer * math.radians(self.vehicle.max_steer_deg)) / self.vehicle.wheelbase_m
+        self._motion[rows, 0] = ds
+        self._motion[rows, 1] = -ds * curv
 
     def _steer_out(self, steer: float) -> float:
         """The network's (canonical-vehicle) command for the vehicle that is driven."""
@@ -222,6 +250,8 @@ class BatchedSteeringPolicy:
         if isinstance(rows, np.ndarray) and rows.dtype != bool:
             rows = rows.astype(np.int64)
         self._stepper.reset(rows)
+        if self._memory is not None:
+            self._memory.reset(rows)
         self._last_stamp[rows] = np.nan
         self.speed_controller.reset(rows)
         self.last_action[rows] = SAFE_ACTION
@@ -254,6 +284,8 @@ class BatchedSteeringPolicy:
         dt = self._dt_and_gap_resets(stamps[rows], rows)
         full = rows.size == self.batch_size
         n = rows.size
+        if self._memory is not None:
+            self._set_motion(rows, dt, speeds)
         self._prepare(images, rows, full)
         frames = self._frames if full else self._frames[:n]  # the same array: bound once
         steer = self._stepper.run(frames, rows, full)
@@ -293,6 +325,9 @@ class BatchedSteeringPolicy:
             self.reset()
             dt = 0.0
         self._last_stamp[0] = stamp_s
+        if self._memory is not None:
+            speed = None if speed_mps is None else [scalar(speed_mps, "speed_mps")]
+            self._set_motion(_ROW0, np.array([dt]), speed)
         self._prepare(image, _ROW0, True)
         steer = float(self._stepper.run(self._frames, _ROW0, True)[0])
         self.last_output_finite = math.isfinite(steer)

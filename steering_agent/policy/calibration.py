@@ -382,7 +382,15 @@ class GroundMemory:
         self._view_to_ground = np.linalg.inv(self.ground_to_view)
         self._last = np.zeros((streams, h, w, 3), np.uint8)
         self._have = np.zeros(streams, bool)
-        self._moved = np.empty((h, w, 3), np.uint8)
+        # only the box around the mask is warped: rows r0:r1, columns c0:c1
+        rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+        r0, r1 = (int(rows[0]), int(rows[-1]) + 1) if rows.size else (0, 0)
+        c0, c1 = (int(cols[0]), int(cols[-1]) + 1) if cols.size else (0, 0)
+        self._box = (slice(r0, r1), slice(c0, c1))
+        self._box_size = (c1 - c0, r1 - r0)
+        self._box_from = np.array([[1.0, 0.0, c0], [0.0, 1.0, r0], [0.0, 0.0, 1.0]])
+        self._box_mask = np.ascontiguousarray(mask[self._box])
+        self._moved = np.empty((r1 - r0, c1 - c0, 3), np.uint8)
 
     @property
     def active(self) -> bool:
@@ -409,10 +417,12 @@ class GroundMemory:
         car having moved `ds` m and turned `dpsi` rad since (NaN: unknown, nothing is
         filled), then remember it."""
         last = self._last[k]
-        if self._have[k] and math.isfinite(ds) and math.isfinite(dpsi):
-            cv2.warpPerspective(last, self.motion_map(ds, dpsi), self.size, dst=self._moved,
+        if self._have[k] and math.isfinite(ds) and math.isfinite(dpsi) and self._moved.size:
+            move = self.motion_map(ds, dpsi) @ self._box_from  # box pixel -> last view pixel
+            cv2.warpPerspective(last, move, self._box_size, dst=self._moved,
                                 flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                                 borderMode=cv2.BORDER_REPLICATE)  # fmt: skip
-            cv2.copyTo(self._moved, self.mask, view)
+            box = view[self._box]
+            cv2.copyTo(self._moved, self._box_mask, box)
         np.copyto(last, view)
         self._have[k] = True

@@ -393,6 +393,12 @@ class SteeringPolicy:
         """The `CameraCalibration` in use (None: frames are the canonical camera's)."""
         return self._batched.calibration
 
+    @property
+    def ground_memory(self):
+        """The `GroundMemory` filling the ground this camera misses (None: it misses none,
+        or there is no calibration)."""
+        return self._batched._memory
+
     def set_camera(self, camera) -> None:
         """As `BatchedSteeringPolicy.set_camera` (e.g. when a CameraInfo arrives)."""
         self._batched.set_camera(camera)

@@ -122,6 +122,12 @@ class AgentFrames:
         if calib is not self._logged_calibration:
             self._logged_calibration = calib
             text = calib.describe() if calib is not None else "the canonical camera (no remap)"
+            memory = getattr(self.policy, "ground_memory", None)
+            if memory is not None:
+                text += (
+                    f"; {int(memory.mask.sum())} input pixels of ground out of view filled "
+                    "from earlier frames (needs the vehicle's speed)"
+                )
             self.get_logger().info(f"calibration: {text}")
 
     def _make_subscriptions(self, p: dict) -> list:

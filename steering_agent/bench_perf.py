@@ -55,13 +55,15 @@ def bench_preprocess(repeats: int, quick: bool) -> list:
         ("preprocess 200x66 bgra8", 200, 66, None, "bgra"),
         ("preprocess 800x600 bgra8", 800, 600, None, "bgra"),
         (f"preprocess 800x600 bgra8 {cal}", 800, 600, bridge, "bgra"),
+        (f"preprocess 800x600 bgra8 {cal} + ground memory", 800, 600, bridge, "bgra+memory"),
         ("preprocess 800x600 bgra8 via rgb (the node before)", 800, 600, None, "bgra_via_rgb"),
         (f"preprocess 800x600 bgra8 via rgb {cal}", 800, 600, bridge, "bgra_via_rgb"),
     )
     runs: dict[str, list] = {name: [] for name, *_ in cases}
     for _ in range(repeats):  # interleaved: each repeat measures every case once
         for name, w, h, cam, layout in cases:
-            runs[name].append(preprocess_ms(w, h, cam, frames, layout=layout))
+            kind, memory = layout.split("+")[0], layout.endswith("+memory")
+            runs[name].append(preprocess_ms(w, h, cam, frames, layout=kind, ground_memory=memory))
     out = [
         Measurement(name, "ms/frame", runs[name], {"frames": frames, "layout": layout})
         for name, _, _, _, layout in cases
@@ -69,7 +71,8 @@ def bench_preprocess(repeats: int, quick: bool) -> list:
     goal = "calibrated / plain 800x600"
     for label, num, den in (
         ("bgra8: calibrated / plain", 5, 4),
-        ("bgra8: calibrated / plain via rgb (the node before)", 5, 6),
+        ("bgra8: calibrated + ground memory / plain", 6, 4),
+        ("bgra8: calibrated / plain via rgb (the node before)", 5, 7),
         ("rgb: calibrated / plain", 2, 1),
     ):
         name = f"preprocess 800x600 {label}"

@@ -239,6 +239,7 @@ def test_bench_cli_preprocess_quick(tmp_path, monkeypatch):
 
     monkeypatch.setattr(latency, "time", fake_clock(0.002))  # 2 ms a clock reading
     applied = counted(monkeypatch, calibration.CameraCalibration, "apply")
+    filled = counted(monkeypatch, calibration.GroundMemory, "fill")
     everything = _run_quick(tmp_path, "preprocess")["results"]
     results = [r for r in everything if r["unit"] != "ratio"]
     cal = "calibrated (CARLA bridge mount)"
@@ -246,15 +247,17 @@ def test_bench_cli_preprocess_quick(tmp_path, monkeypatch):
         "preprocess 200x66", "preprocess 800x600", f"preprocess 800x600 {cal}",
         "preprocess 200x66 bgra8", "preprocess 800x600 bgra8",
         f"preprocess 800x600 bgra8 {cal}",
+        f"preprocess 800x600 bgra8 {cal} + ground memory",
         "preprocess 800x600 bgra8 via rgb (the node before)",
         f"preprocess 800x600 bgra8 via rgb {cal}",
     ]  # fmt: skip
     for r in results:
         _check_measurement(r, 2, "ms/frame")
         assert r["frames"] == 30 and r["median"] == pytest.approx(2.0)
-    # two repeats of warm-up + timed frames, for each of the three calibrated rows
-    assert len(applied) == 3 * 2 * (30 + 30)
+    # two repeats of warm-up + timed frames, for each of the four calibrated rows
+    assert len(applied) == 4 * 2 * (30 + 30)
+    assert len(filled) == 2 * (30 + 30)  # the ground memory: its row's frames only
     ratios = [r for r in everything if r["unit"] == "ratio"]
-    assert len(ratios) == 3
+    assert len(ratios) == 4
     for r in ratios:
         assert r["goal_at_most"] == 1.0 and r["runs"] == [pytest.approx(1.0)] * 2

@@ -12,6 +12,7 @@ from steering_agent.data import frame_cache
 from steering_agent.data.frame_cache import calibrated_frames, canonical_steer, prepared_episodes
 from steering_agent.data.recording import record_episodes
 from steering_agent.data.setups import CANONICAL, draw_setup
+from steering_agent.policy.calibration import CameraSpec
 from steering_agent.policy.control import VehicleSpec, convert_steer
 from steering_agent.policy.preprocess import PreprocessConfig, preprocess_frames
 
@@ -78,6 +79,49 @@ def test_prepared_frames_are_what_the_policy_sees(random_bags, tmp_path):
     assert np.array_equal(policy._frames[0].transpose(2, 0, 1), frames[0])
     # a non-canonical camera is not just resized
     assert not np.array_equal(frames, preprocess_frames(ep.images, cfg))
+
+
+def test_prepared_frames_fill_missed_ground_as_the_policy_does(tmp_path):
+    """A level camera misses the near ground: with the episode's speed, stamps and
+    commands the prepared frames fill it from the frames before exactly as the policy
+    does when it was given those commands (its `GroundMemory`), and differ from the
+    calibration alone there."""
+    from steering_agent.policy.policy import BatchedSteeringPolicy
+
+    spec = CameraSpec.from_fov(200, 66, 60.0, x_m=1.0, y_m=0.0, height_m=1.2, pitch_deg=0.0,
+                               roll_deg=0.0, yaw_deg=0.0).to_dict()  # fmt: skip
+    vehicle = {"wheelbase_m": 2.5, "max_steer_deg": 40.0}
+    rng = np.random.default_rng(7)
+    images = rng.integers(0, 256, (6, 66, 200, 3), dtype=np.uint8)
+    stamps = np.array([0.0, 0.05, 0.10, 0.15, 0.9, 0.95])  # a gap before the fifth
+    speed = np.array([8.0, np.nan, 8.5, 9.0, 9.0, 9.5], np.float32)  # the second unknown
+    steer = np.array([0.1, -0.2, 0.3, 0.05, 0.0, -0.1], np.float32)
+    cfg = PreprocessConfig()
+    frames = calibrated_frames(images, spec, cfg, speed, stamps, steer, vehicle)
+    alone = calibrated_frames(images, spec, cfg)
+    policy = BatchedSteeringPolicy.load(
+        "checkpoints/cnn_lstm.pt", camera=spec, vehicle=vehicle, device="cpu"
+    )
+    memory = policy._memory
+    assert memory is not None
+    for i in range(len(images)):
+        dt = stamps[i] - stamps[i - 1] if i else np.nan
+        if not 0.0 <= dt <= 0.5:
+            policy.reset()
+        else:
+            policy.last_action[0, 0] = steer[i - 1]  # the command given before this frame
+        sp = None if np.isnan(speed[i]) else [float(speed[i])]
+        policy._set_motion(np.arange(1), np.array([0.0 if np.isnan(dt) else dt]), sp)
+        policy._prepare(images[i : i + 1], np.arange(1), True)
+        assert np.array_equal(policy._frames[0].transpose(2, 0, 1), frames[i]), i
+    sel = memory.mask.astype(bool)
+    for i in (2, 3, 5):  # moved from the frame before: other pixels there
+        assert not np.array_equal(
+            frames[i].transpose(1, 2, 0)[sel], alone[i].transpose(1, 2, 0)[sel]
+        )
+    for i in (0, 1, 4):  # first frame, unknown speed, after the gap: the calibration alone
+        assert np.array_equal(frames[i], alone[i])
+    assert np.array_equal(frames[:, :, ~sel], alone[:, :, ~sel])  # in view: the frame's own
 
 
 def test_labels_become_the_canonical_cars():

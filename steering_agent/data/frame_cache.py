@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import sys
 from collections.abc import Iterable, Iterator
@@ -30,11 +31,16 @@ from steering_agent.common.files import check_writable_dir
 from steering_agent.data.dataset import BagProblem, _index_specs, _read_episode, find_bags
 from steering_agent.data.sequences import PreparedEpisode
 from steering_agent.interfaces import topics
-from steering_agent.policy.calibration import CameraCalibration, CameraSpec, canonical_camera
+from steering_agent.policy.calibration import (
+    CameraCalibration,
+    CameraSpec,
+    GroundMemory,
+    canonical_camera,
+)
 from steering_agent.policy.control import VehicleSpec
 from steering_agent.policy.preprocess import PreprocessConfig, preprocess_frames, to_color_space
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: the ground memory
 
 
 def default_cache_dir() -> Path:
@@ -45,10 +51,25 @@ def default_cache_dir() -> Path:
     return Path(base) / "steering_agent" / "frames"
 
 
-def calibrated_frames(images: np.ndarray, camera: dict | None, cfg: PreprocessConfig) -> np.ndarray:
+def calibrated_frames(
+    images: np.ndarray,
+    camera: dict | None,
+    cfg: PreprocessConfig,
+    speed: np.ndarray | None = None,
+    stamps: np.ndarray | None = None,
+    steer: np.ndarray | None = None,
+    vehicle: dict | None = None,
+    max_gap_s: float = 0.5,
+) -> np.ndarray:
     """RGB frames [N, H, W, 3] of `camera` (a camera spec dict; None: the canonical
     camera) as network inputs uint8 [N, 3, h, w], through the calibrated view exactly as
-    the policy makes them (`BatchedSteeringPolicy`)."""
+    the policy makes them (`BatchedSteeringPolicy`).
+
+    With the episode's `speed` (m/s), `stamps` (s) and `steer` (the commands, in
+    `vehicle`'s units), ground the camera misses is filled from the frames before as the
+    policy fills it (`calibration.GroundMemory`), the motion from each frame's speed and
+    the command before it; a gap over `max_gap_s`, time going back or an unknown speed
+    starts it afresh, as the policy's reset does. Without them: the calibration alone."""
     n = len(images)
     canon, first_row = canonical_camera(cfg.width, cfg.height, cfg.crop_top, cfg.crop_bottom)
     spec = None
@@ -58,10 +79,24 @@ def calibrated_frames(images: np.ndarray, camera: dict | None, cfg: PreprocessCo
     if spec is None or spec.same_mount_and_view(canon):
         return preprocess_frames(images, cfg)
     calib = CameraCalibration(spec, canon, cfg.width, cfg.height, first_row)
+    memory = None
+    if speed is not None and stamps is not None and steer is not None:
+        memory = GroundMemory(calib, first_row)
+        memory = memory if memory.active else None
+    car = VehicleSpec.from_dict(vehicle) if vehicle is not None else VehicleSpec()
     out = np.empty((n, cfg.height, cfg.width, 3), np.uint8)  # NHWC, as the policy fills it
     rgb = np.empty((cfg.height, cfg.width, 3), np.uint8)
     for i in range(n):
         calib.apply(images[i], rgb)
+        if memory is not None:
+            dt = float(stamps[i] - stamps[i - 1]) if i else math.nan
+            if not 0.0 <= dt <= max_gap_s:  # the first frame, or a gap: start afresh
+                memory.reset()
+                ds = dpsi = math.nan
+            else:
+                ds = float(speed[i]) * dt
+                dpsi = -ds * car.curvature(float(steer[i - 1]))
+            memory.fill(0, rgb, ds, dpsi)
         to_color_space(rgb, cfg.color, out[i])
     return np.ascontiguousarray(out.transpose(0, 3, 1, 2))
 
@@ -118,7 +153,15 @@ def prepare_episode(ep, cfg: PreprocessConfig) -> PreparedEpisode:
     """One loaded `Episode` as network inputs and canonical-car labels."""
     return PreparedEpisode(
         ep.name,
-        calibrated_frames(ep.images, getattr(ep, "camera", None), cfg),
+        calibrated_frames(
+            ep.images,
+            getattr(ep, "camera", None),
+            cfg,
+            ep.speed,
+            ep.stamps,
+            ep.steer,
+            getattr(ep, "vehicle", None),
+        ),
         canonical_steer(ep.steer, getattr(ep, "vehicle", None)),
         np.asarray(ep.speed, dtype=np.float32),
     )

@@ -60,6 +60,8 @@ def test_the_node_calibrates_from_fov_then_from_camera_info(tmp_path, ros_domain
             r"calibration: camera 320x240 fx=([0-9.]+) at x=2 y=0 z=2", log_text(log)
         )
         assert lines == ["160.0", "250.0"]  # the bridge's mount by default; logged once each
+        # the level bridge camera misses the ground just ahead: the node says it fills it
+        assert re.search(r"z=2 m.*pixels of ground out of view filled", log_text(log))
         assert got[-1].header.frame_id == ""  # still driving
     finally:
         stop_process(proc)

@@ -161,6 +161,18 @@ def canonical_camera(width: int, height: int, crop_top: float = 0.0, crop_bottom
     return spec, round(crop_top * rows)
 
 
+def ground_points(camera: CameraSpec, u, v) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For pixels (u, v) of `camera`: their rays (..., 3), whether each meets the ground
+    within FAR_M, and that ground point (car frame; the lens position where it does not)."""
+    d = camera.rays(u, v)
+    down = -d[..., 2]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = np.where(down > 1e-9, camera.height_m / down, np.inf)
+    ground = np.isfinite(t) & (t * np.hypot(d[..., 0], d[..., 1]) <= FAR_M)
+    point = camera.position() + np.where(ground, t, 0.0)[..., None] * d
+    return d, ground, point
+
+
 class CameraCalibration:
     """The remap from a real camera's frames to the network input (module doc).
 
@@ -245,12 +257,7 @@ class CameraCalibration:
     def real_pixels(canonical: CameraSpec, real: CameraSpec, u, v) -> tuple[np.ndarray, ...]:
         """Where the real camera sees what canonical pixels (u, v) see (ground plane;
         directions above the horizon or beyond FAR_M at infinity)."""
-        d = canonical.rays(u, v)
-        down = -d[..., 2]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            t = np.where(down > 1e-9, canonical.height_m / down, np.inf)
-        ground = np.isfinite(t) & (t * np.hypot(d[..., 0], d[..., 1]) <= FAR_M)
-        point = canonical.position() + np.where(ground, t, 0.0)[..., None] * d
+        d, ground, point = ground_points(canonical, u, v)
         gx, gy = real.project(point)
 
         # Ground nearer than the real camera sees (below or beside its frame): the road is
@@ -353,12 +360,7 @@ class GroundMemory:
         u, v = np.meshgrid(
             np.arange(w, dtype=np.float64), first_row + np.arange(h, dtype=np.float64)
         )
-        d = can.rays(u, v)
-        down = -d[..., 2]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            t = np.where(down > 1e-9, can.height_m / down, np.inf)
-        ground = np.isfinite(t) & (t * np.hypot(d[..., 0], d[..., 1]) <= FAR_M)
-        point = can.position() + np.where(ground, t, 0.0)[..., None] * d
+        _, ground, point = ground_points(can, u, v)
 
         def visible(p: np.ndarray) -> np.ndarray:
             x, y = real.project(p)

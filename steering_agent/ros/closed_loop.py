@@ -174,12 +174,16 @@ def run_closed_loop(
     workdir: str | os.PathLike | None = None,
     agent_overrides: dict | None = None,
     live_port: int | None = None,
+    camera: dict | None = None,
 ) -> dict:
     """Drive one route with sim_bridge and agent as separate processes; the summary.
 
     With `record`, a recorder process bags the topics of `RECORDED` (the expert's labels
     and the interventions included: a bag `train` learns from, docs/ros_data.md); with
-    `live_port`, a live view process streams the drive to Foxglove on that port.
+    `live_port`, a live view process streams the drive to Foxglove on that port. With
+    `camera` (env keywords of `sim.limits.MOUNT_LIMITS`: `camera_height_m`, ...,
+    `fov_deg`), the simulator's camera has that mount and the agent is told it (the
+    training camera's otherwise); the agent calibrates it onto the training camera.
 
     Returns:
         dict with `status` (`done`, `timeout` or `<node> exited early`), the bridge's
@@ -194,8 +198,11 @@ def run_closed_loop(
     stats.unlink(missing_ok=True)
     bridge_p = {"seed": seed, "route_length_m": float(route_length_m), "mode": mode,
                 "width": width, "height": height, "control_type": control_type}  # fmt: skip
+    camera = dict(camera or {})
+    bridge_p.update(camera)
+    told = {("camera_fov_deg" if k == "fov_deg" else k): float(v) for k, v in camera.items()}
     agent_p = {"control_type": control_type, "stats_file": str(stats), **SIM_AGENT_CAMERA,
-               **(agent_overrides or {})}  # fmt: skip
+               **told, **(agent_overrides or {})}  # fmt: skip
     if checkpoint:
         agent_p["checkpoint"] = str(Path(checkpoint).resolve())
     t0 = time.monotonic()
@@ -421,6 +428,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="the live view's WebSocket port on localhost (default 8765)",
     )  # fmt: skip
     parser.add_argument("--out", default=None, help="also write the JSON summary here")
+    from sim.limits import MOUNT_LIMITS
+
+    cam = parser.add_argument_group(
+        "the simulator's camera (default: the training camera; the agent is told it)"
+    )
+    for key, (low, high, unit) in MOUNT_LIMITS.items():
+        cam.add_argument(
+            "--" + key.replace("_", "-"), dest=key, type=a.bounded(float, low, high),
+            default=None, help=unit,
+        )  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
@@ -447,7 +464,7 @@ def run(args: argparse.Namespace) -> int:
     result = run_closed_loop(
         seed, args.route_length_m, args.mode, args.width, args.height, args.checkpoint,
         args.control_type, args.record, args.timeout, args.workdir,
-        live_port=args.live_port if args.live else None,
+        live_port=args.live_port if args.live else None, camera=_camera_args(args),
     )  # fmt: skip
     brief = {k: v for k, v in result.items() if k not in ("bridge", "agent")}
     text = json.dumps(brief, indent=1)
@@ -456,3 +473,10 @@ def run(args: argparse.Namespace) -> int:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(result, indent=1))
     return 0 if result["status"] == "done" else 1
+
+
+def _camera_args(args: argparse.Namespace) -> dict:
+    """The camera options given on the command line, as env keywords."""
+    from sim.limits import MOUNT_LIMITS
+
+    return {k: getattr(args, k) for k in MOUNT_LIMITS if getattr(args, k, None) is not None}

@@ -54,10 +54,12 @@ from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Float32, Header, String
 
+from sim.limits import MOUNT_LIMITS
 from steering_agent.common.files import write_text_atomic
 from steering_agent.evaluation.episodes import EpisodeRules, EpisodeRun
 from steering_agent.interfaces import topics
 from steering_agent.interfaces.stamps import ns_to_sec_nanosec, stamp_to_ns
+from steering_agent.policy.calibration import CANONICAL_MOUNT
 from steering_agent.ros import control_msgs
 from steering_agent.ros.params import declare_all, flag, floating, integer, string
 from steering_agent.ros.spin import run_node
@@ -67,6 +69,7 @@ MODES = ("sync", "realtime")
 # header.frame_id of the agent's brake commands (steering_agent.ros.agent_node)
 WATCHDOG_FRAME_ID = "watchdog"
 _RECENT_FRAMES = 64
+MOUNT_KEYS = tuple(k for k in MOUNT_LIMITS if k != "fov_deg")  # camera_x_m, ...
 
 
 PARAMETERS = {
@@ -74,6 +77,15 @@ PARAMETERS = {
     "width": (200, integer("camera width (px)", 16, 4096)),
     "height": (66, integer("camera height (px)", 16, 4096)),
     "fov_deg": (90.0, floating("camera horizontal field of view (deg)", 10.0, 170.0)),
+    # the camera's mount (sim.limits' ranges); defaults: the training camera's
+    **{
+        key: (
+            float(CANONICAL_MOUNT[key[len("camera_") :]]),
+            floating(f"camera mount: {unit}", lo, hi),
+        )
+        for key, (lo, hi, unit) in MOUNT_LIMITS.items()
+        if key != "fov_deg"
+    },
     "route_length_m": (1000.0, floating("route length (m)", 10.0, 100_000.0)),
     "mode": ("sync", string("world stepping: one step per command, or a timer at rate_hz", MODES)),
     "rate_hz": (20.0, floating("realtime mode: world steps per second", 1.0, 200.0)),
@@ -144,6 +156,7 @@ class SimBridgeNode(Node):
             height=p["height"],
             fov_deg=p["fov_deg"],
             route_length_m=p["route_length_m"],
+            **{k: p[k] for k in MOUNT_KEYS},
         )
         rules = EpisodeRules(
             route_length_m=p["route_length_m"],

@@ -31,8 +31,10 @@ import cv2
 import numpy as np
 
 FAR_M = 300.0  # ground beyond this is treated as at infinity (no parallax left)
-# GroundMemory fills unseen ground that was in view within this far ahead (sampled so)
-AHEAD_MAX_M, AHEAD_STEP_M = 60.0, 0.25
+# GroundMemory fills unseen ground that was in view within AHEAD_M further ahead (these
+# distances tried: fine near the car, coarser far off, where a camera's view on the ground
+# is wide; the ground a pinhole camera sees is one convex region)
+AHEAD_M = np.concatenate((np.arange(0.25, 10.0, 0.25), np.arange(10.0, 60.0 + 1e-9, 1.0)))
 # The camera the shipped checkpoints were trained with (sim.env.DriveEnv's defaults).
 CANONICAL_MOUNT = {"x_m": 1.0, "y_m": 0.0, "height_m": 1.5, "pitch_deg": 15.0,
                    "roll_deg": 0.0, "yaw_deg": 0.0}  # fmt: skip
@@ -343,7 +345,7 @@ class GroundMemory:
     each new frame it moves the last view by the car's motion since (a ground-plane
     homography: `ds` metres along the path, `dpsi` radians of yaw, left positive) and
     copies it into the pixels of unseen ground (`mask`) of the new view: ground out of view
-    now that was in view up to `AHEAD_MAX_M` further ahead (the car drives onto it). The
+    now that was in view up to 60 m further ahead (`AHEAD_M`) (the car drives onto it). The
     rest of the view is the new frame's own: ground in view, the sky, and ground that no
     earlier frame can have seen (beyond the frame's top edge, or beside it all the way).
 
@@ -372,7 +374,7 @@ class GroundMemory:
         unseen = ground & ~visible(point)
         ahead = point[unseen]
         earlier = np.zeros(len(ahead), bool)
-        for d in np.arange(AHEAD_STEP_M, AHEAD_MAX_M + 1e-9, AHEAD_STEP_M):
+        for d in AHEAD_M:
             earlier |= visible(ahead + np.array([d, 0.0, 0.0]))
         mask = np.zeros(unseen.shape, np.uint8)
         mask[unseen] = earlier

@@ -124,6 +124,17 @@ def bounded(
     return parse
 
 
+def range_options(group, limits: dict[str, tuple[float, float, str]]) -> None:
+    """One float option per key of `limits` ({keyword: (low, high, unit)}, as
+    `sim.limits`): `--camera-height-m` for `camera_height_m`, default None (not given),
+    checked against its range, the unit as its help."""
+    for key, (low, high, unit) in limits.items():
+        group.add_argument(
+            "--" + key.replace("_", "-"), dest=key, type=bounded(float, low, high),
+            default=None, help=unit,
+        )  # fmt: skip
+
+
 def finite_float(text: str) -> float:
     """Any finite number (no nan, no inf)."""
     return _number(text, float)

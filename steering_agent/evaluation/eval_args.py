@@ -86,11 +86,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     cam = parser.add_argument_group(
         "camera and car (default: the training camera and car; docs/cameras.md)"
     )
-    for key, (low, high, unit) in LIMITS.items():
-        cam.add_argument(
-            "--" + key.replace("_", "-"), dest=key, type=a.bounded(float, low, high),
-            default=None, help=unit,
-        )  # fmt: skip
+    a.range_options(cam, LIMITS)
     cam.add_argument(
         "--uncalibrated",
         action="store_true",

@@ -433,11 +433,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     cam = parser.add_argument_group(
         "the simulator's camera (default: the training camera; the agent is told it)"
     )
-    for key, (low, high, unit) in MOUNT_LIMITS.items():
-        cam.add_argument(
-            "--" + key.replace("_", "-"), dest=key, type=a.bounded(float, low, high),
-            default=None, help=unit,
-        )  # fmt: skip
+    a.range_options(cam, MOUNT_LIMITS)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -36,6 +36,7 @@ from steering_agent.policy.calibration import (
     CameraSpec,
     GroundMemory,
     canonical_camera,
+    car_motion,
 )
 from steering_agent.policy.control import VehicleSpec
 from steering_agent.policy.preprocess import PreprocessConfig, preprocess_frames, to_color_space
@@ -94,8 +95,7 @@ def calibrated_frames(
                 memory.reset()
                 ds = dpsi = math.nan
             else:
-                ds = float(speed[i]) * dt
-                dpsi = -ds * car.curvature(float(steer[i - 1]))
+                ds, dpsi = car_motion(float(speed[i]), dt, float(steer[i - 1]), car)
             memory.fill(0, rgb, ds, dpsi)
         to_color_space(rgb, cfg.color, out[i])
     return np.ascontiguousarray(out.transpose(0, 3, 1, 2))

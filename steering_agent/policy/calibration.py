@@ -332,6 +332,16 @@ class CameraCalibration:
         )
 
 
+def car_motion(speed, dt, steer, vehicle) -> tuple:
+    """`GroundMemory`'s motion of a car over `dt` seconds at `speed` m/s, steered by the
+    command `steer` of `vehicle` (a `VehicleSpec`; CARLA's steer, + right): (metres along
+    the path, radians of yaw, left positive), by the kinematic bicycle. Floats or arrays;
+    NaN where the speed is."""
+    ds = np.multiply(speed, dt)
+    curvature = np.tan(np.multiply(steer, math.radians(vehicle.max_steer_deg)))
+    return ds, -ds * curvature / vehicle.wheelbase_m
+
+
 class GroundMemory:
     """The canonical view's ground that the real camera does not see, filled from the
     frames before it, moved by the car's own motion.

@@ -24,6 +24,7 @@ from steering_agent.policy.calibration import (
     CameraSpec,
     GroundMemory,
     canonical_camera,
+    car_motion,
 )
 from steering_agent.policy.checkpoint import Checkpoint, load_checkpoint
 from steering_agent.policy.control import (
@@ -208,19 +209,17 @@ class BatchedSteeringPolicy:
             to_color_space(rgb, self.preprocess_cfg.color, self._frames[k])
 
     def _set_motion(self, rows: np.ndarray, dt: np.ndarray, speeds) -> None:
-        """The motion of streams `rows` over the last `dt` seconds, for `GroundMemory`:
-        their speed (NaN when unknown) times dt along the path, turned by the path
-        curvature of the steering command they were last given (kinematic bicycle of
-        `self.vehicle`; CARLA's steer is + right, the yaw + left)."""
+        """The motion of streams `rows` over the last `dt` seconds, for `GroundMemory`
+        (`calibration.car_motion`): their speed (NaN when unknown), and the steering
+        command they were last given on `self.vehicle`."""
         if speeds is None:
             self._motion[rows] = np.nan
             return
         speed = np.asarray(speeds, dtype=np.float64).reshape(-1)
-        ds = (speed if speed.size == rows.size else speed[rows]) * dt
-        steer = self.last_action[rows, 0]
-        curv = np.tan(steer * math.radians(self.vehicle.max_steer_deg)) / self.vehicle.wheelbase_m
+        speed = speed if speed.size == rows.size else speed[rows]
+        ds, dpsi = car_motion(speed, dt, self.last_action[rows, 0], self.vehicle)
         self._motion[rows, 0] = ds
-        self._motion[rows, 1] = -ds * curv
+        self._motion[rows, 1] = dpsi
 
     def _steer_out(self, steer: float) -> float:
         """The network's (canonical-vehicle) command for the vehicle that is driven."""

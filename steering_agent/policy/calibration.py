@@ -339,7 +339,8 @@ def car_motion(speed, dt, steer, vehicle) -> tuple:
     NaN where the speed is."""
     ds = np.multiply(speed, dt)
     curvature = np.tan(np.multiply(steer, math.radians(vehicle.max_steer_deg)))
-    return ds, -ds * curvature / vehicle.wheelbase_m
+    curvature = curvature / vehicle.wheelbase_m
+    return ds, -ds * curvature
 
 
 class GroundMemory:

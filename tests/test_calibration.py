@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import cv2
 import numpy as np
 import pytest
 
@@ -278,3 +279,37 @@ def test_the_policy_fills_from_memory_only_with_a_known_speed_and_forgets_on_res
     policy.reset()
     policy.step(frames[3], 0.15, 10.0)  # the first frame after a reset: nothing to move
     np.testing.assert_array_equal(batched._frames[0], stretched(3))
+
+
+def test_bgra_frames_fill_and_feed_the_network_as_their_rgb():
+    """A bgra8 frame is remapped and filled from memory in its own channels, its colour
+    converted once at the input's size: the network sees what the same RGB frames give,
+    frame after frame. A change of layout starts the memory afresh (it does not move a
+    view of the other layout)."""
+    from steering_agent.policy.model import ModelConfig, SteeringNet
+
+    net = SteeringNet(ModelConfig()).eval()
+    spec = CameraSpec.from_fov(400, 300, 60.0, **{**CANONICAL_MOUNT, **LEVEL_NARROW})
+    rng = np.random.default_rng(7)
+    frames = rng.integers(0, 256, (4, 300, 400, 3), dtype=np.uint8)
+    seen = {}
+    for layout in ("rgb", "bgra"):
+        policy = SteeringPolicy(net, PreprocessConfig(), "cpu", backend="torch",
+                                camera=spec.to_dict())  # fmt: skip
+        batched = policy._batched
+        seen[layout] = []
+        for k, rgb in enumerate(frames):
+            image = rgb if layout == "rgb" else cv2.cvtColor(rgb, cv2.COLOR_RGB2BGRA)
+            policy.step(image, 0.05 * k, 10.0)
+            seen[layout].append(batched._frames[0].copy())
+    sel = batched._memory.mask.astype(bool)
+    for a, b in zip(seen["rgb"], seen["bgra"], strict=True):
+        np.testing.assert_array_equal(a, b)
+    # filled from memory (else the check above would not reach the memory's pixels)
+    alone = SteeringPolicy(net, PreprocessConfig(), "cpu", backend="torch", camera=spec.to_dict())
+    alone.step(frames[3], 0.0, 10.0)
+    assert not np.array_equal(seen["rgb"][3][sel], alone._batched._frames[0][sel])
+    # rgb, then bgra: the bgra frame is not filled from the rgb view before it
+    policy.step(frames[0], 1.0, 10.0)
+    policy.step(cv2.cvtColor(frames[3], cv2.COLOR_RGB2BGRA), 1.05, 10.0)
+    np.testing.assert_array_equal(batched._frames[0], alone._batched._frames[0])

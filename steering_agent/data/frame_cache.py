@@ -86,9 +86,8 @@ def calibrated_frames(
         memory = memory if memory.active else None
     car = VehicleSpec.from_dict(vehicle) if vehicle is not None else VehicleSpec()
     out = np.empty((n, cfg.height, cfg.width, 3), np.uint8)  # NHWC, as the policy fills it
-    rgb = np.empty((cfg.height, cfg.width, 3), np.uint8)
     for i in range(n):
-        calib.apply(images[i], rgb)
+        view = calib.view(images[i])  # the policy's path
         if memory is not None:
             dt = float(stamps[i] - stamps[i - 1]) if i else math.nan
             if not 0.0 <= dt <= max_gap_s:  # the first frame, or a gap: start afresh
@@ -96,8 +95,8 @@ def calibrated_frames(
                 ds = dpsi = math.nan
             else:
                 ds, dpsi = car_motion(float(speed[i]), dt, float(steer[i - 1]), car)
-            memory.fill(0, rgb, ds, dpsi)
-        to_color_space(rgb, cfg.color, out[i])
+            memory.fill(0, view, ds, dpsi)
+        to_color_space(view, cfg.color, out[i])
     return np.ascontiguousarray(out.transpose(0, 3, 1, 2))
 
 

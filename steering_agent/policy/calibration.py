@@ -287,19 +287,18 @@ class CameraCalibration:
         mx[bad], my[bad] = -1.0, -1.0
         return mx, my
 
-    def apply(self, image: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        """The network-input-sized RGB view (out_height, out_width, 3) of a real frame:
-        uint8 RGB (H x W x 3), or BGRA (H x W x 4, as a bgra8 message holds it; remapped
-        as it is, its colour converted at the input's size)."""
+    def view(self, image: np.ndarray) -> np.ndarray:
+        """The network-input-sized view (out_height, out_width, channels) of a real frame,
+        in the frame's own channels: uint8 RGB (H x W x 3), or BGRA (H x W x 4, as a bgra8
+        message holds it), remapped as it is. The result is this calibration's buffer,
+        overwritten by the next call; its colour is converted once, at the input's size
+        (`preprocess.to_color_space` takes either)."""
         h, w = image.shape[:2]
         if (w, h) != (self.real.width, self.real.height):
             raise ValueError(
                 f"frame {w}x{h} does not match the calibrated camera "
                 f"{self.real.width}x{self.real.height}; recalibrate for this size"
             )
-        shape = (self.out_height, self.out_width, 3)
-        if out is None:
-            out = np.empty(shape, np.uint8)
         channels = image.shape[2]
         if channels not in (3, 4):
             raise ValueError(f"frame of {channels} channels: expected RGB (3) or BGRA (4)")
@@ -310,15 +309,25 @@ class CameraCalibration:
             h, w = level.shape[:2]
             cv2.resize(image[: 2 * h, : 2 * w], (w, h), dst=level, interpolation=cv2.INTER_AREA)
             image = level
-        dst = out if channels == 3 else sized
         if self.supersample == 1:
-            cv2.remap(image, *self._maps, cv2.INTER_LINEAR, dst=dst)
+            cv2.remap(image, *self._maps, cv2.INTER_LINEAR, dst=sized)
         else:
             cv2.remap(image, *self._maps, cv2.INTER_LINEAR, dst=work)
-            cv2.resize(work, (self.out_width, self.out_height), dst=dst,
+            cv2.resize(work, (self.out_width, self.out_height), dst=sized,
                        interpolation=cv2.INTER_AREA)  # fmt: skip
-        if channels == 4:
+        return sized
+
+    def apply(self, image: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """The network-input-sized RGB view (out_height, out_width, 3) of a real frame
+        (`view`, a BGRA frame's colour converted at the input's size), into `out` (or a
+        new array)."""
+        sized = self.view(image)
+        if out is None:
+            out = np.empty((self.out_height, self.out_width, 3), np.uint8)
+        if sized.shape[2] == 4:
             cv2.cvtColor(sized, cv2.COLOR_BGRA2RGB, dst=out)
+        else:
+            np.copyto(out, sized)
         return out
 
     def describe(self) -> str:
@@ -395,7 +404,8 @@ class GroundMemory:
         k = np.array([[can.fx, 0.0, can.cx], [0.0, can.fy, can.cy - first_row], [0.0, 0.0, 1.0]])
         self.ground_to_view = k @ np.column_stack((rt[:, 0], rt[:, 1], -rt @ can.position()))
         self._view_to_ground = np.linalg.inv(self.ground_to_view)
-        self._last = np.zeros((streams, h, w, 3), np.uint8)
+        self._streams = streams
+        self._last = np.zeros((streams, h, w, 3), np.uint8)  # views as they come (3 or 4 ch)
         self._have = np.zeros(streams, bool)
         # only the box around the mask is warped: rows r0:r1, columns c0:c1
         rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
@@ -406,6 +416,15 @@ class GroundMemory:
         self._box_from = np.array([[1.0, 0.0, c0], [0.0, 1.0, r0], [0.0, 0.0, 1.0]])
         self._box_mask = np.ascontiguousarray(mask[self._box])
         self._moved = np.empty((r1 - r0, c1 - c0, 3), np.uint8)
+
+    def _for_channels(self, channels: int) -> None:
+        """Views of `channels` channels from now on (RGB 3, BGRA 4): a change of layout
+        starts every stream afresh."""
+        if self._last.shape[3] != channels:
+            h, w = self._last.shape[1:3]
+            self._last = np.zeros((self._streams, h, w, channels), np.uint8)
+            self._moved = np.empty((*self._moved.shape[:2], channels), np.uint8)
+            self._have[:] = False
 
     @property
     def active(self) -> bool:
@@ -428,9 +447,11 @@ class GroundMemory:
         return self.ground_to_view @ move @ self._view_to_ground
 
     def fill(self, k: int, view: np.ndarray, ds: float, dpsi: float) -> None:
-        """Fill stream `k`'s new `view` (uint8 H x W x 3, in place) from its last one, the
-        car having moved `ds` m and turned `dpsi` rad since (NaN: unknown, nothing is
-        filled), then remember it."""
+        """Fill stream `k`'s new `view` (uint8 H x W x 3 RGB or x 4 BGRA, in place) from its
+        last one, the car having moved `ds` m and turned `dpsi` rad since (NaN: unknown,
+        nothing is filled), then remember it."""
+        if view.shape[2] != self._last.shape[3]:
+            self._for_channels(view.shape[2])
         last = self._last[k]
         if self._have[k] and math.isfinite(ds) and math.isfinite(dpsi) and self._moved.size:
             move = self.motion_map(ds, dpsi) @ self._box_from  # box pixel -> last view pixel

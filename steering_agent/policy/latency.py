@@ -165,7 +165,6 @@ def preprocess_ms(
         image = np.empty((height, width, 3), np.uint8)
     out = np.empty((1, 3, cfg.height, cfg.width), np.uint8)
     nhwc = np.empty((cfg.height, cfg.width, 3), np.uint8)
-    rgb = np.empty_like(nhwc)
     if camera is None:
 
         def once() -> None:
@@ -177,8 +176,8 @@ def preprocess_ms(
         if memory is not None and not memory.active:
             raise ValueError("ground_memory: this camera misses no ground the memory fills")
 
-        def once() -> None:
-            view = calib.apply(image, rgb)
+        def once() -> None:  # the policy's path
+            view = calib.view(image)
             if memory is not None:
                 memory.fill(0, view, 0.5, 0.004)
             to_color_space(view, cfg.color, nhwc)

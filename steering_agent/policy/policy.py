@@ -134,7 +134,6 @@ class BatchedSteeringPolicy:
         # per stream, the car's motion since its last frame: metres along, radians of yaw
         # (left positive); NaN where unknown (no speed)
         self._motion = np.full((batch_size, 2), np.nan)
-        self._rgb = np.empty((batch_size, *hw, 3), dtype=np.uint8)
         self.set_camera(camera)
 
     def set_camera(self, camera) -> None:
@@ -203,10 +202,12 @@ class BatchedSteeringPolicy:
         memory = self._memory
         for k in range(n):
             row = k if full else int(rows[k])
-            rgb = self.calibration.apply(images[row], self._rgb[k])
+            # the input-sized view in the frame's own channels (a bgra8 frame's colour is
+            # converted once, into the network's colour space)
+            view = self.calibration.view(images[row])
             if memory is not None:  # the ground out of the camera's view, from before
-                memory.fill(row, rgb, self._motion[row, 0], self._motion[row, 1])
-            to_color_space(rgb, self.preprocess_cfg.color, self._frames[k])
+                memory.fill(row, view, self._motion[row, 0], self._motion[row, 1])
+            to_color_space(view, self.preprocess_cfg.color, self._frames[k])
 
     def _set_motion(self, rows: np.ndarray, dt: np.ndarray, speeds) -> None:
         """The motion of streams `rows` over the last `dt` seconds, for `GroundMemory`

@@ -238,7 +238,7 @@ def test_bench_cli_preprocess_quick(tmp_path, monkeypatch):
     from steering_agent.policy import calibration, latency
 
     monkeypatch.setattr(latency, "time", fake_clock(0.002))  # 2 ms a clock reading
-    applied = counted(monkeypatch, calibration.CameraCalibration, "apply")
+    applied = counted(monkeypatch, calibration.CameraCalibration, "view")
     filled = counted(monkeypatch, calibration.GroundMemory, "fill")
     everything = _run_quick(tmp_path, "preprocess")["results"]
     results = [r for r in everything if r["unit"] != "ratio"]

@@ -122,15 +122,24 @@ def test_a_stream_of_undecodable_frames_is_braked_for_and_one_bad_frame_does_not
     try:
         k = agent.start_driving()
         t_bad = time.monotonic()
-        for i in range(k, k + 6):  # arriving frames, none usable: brake after the third
+
+        def after():
+            return [m for w, m in agent.got if w >= t_bad]
+
+        # Arriving frames, none usable: brake from the third on. A best-effort frame can be
+        # dropped or its answer come late on a loaded machine, so stream until four brakes
+        # are back (or give up after 40 frames) rather than count on each of six frames.
+        i = k
+        while len(after()) < 4 and i < k + 40:
             agent.send(i * 50_000_000, encoding="yuv422")
-        agent.probe.spin_for(0.3)
-        after = [m for w, m in agent.got if w >= t_bad]
-        assert len(after) >= 4 and all(m.brake == 1.0 for m in after), log_text(agent.log)
-        assert all(m.header.frame_id == "watchdog" for m in after)
+            i += 1
+        agent.probe.spin_for(0.2)
+        assert len(after()) >= 4 and all(m.brake == 1.0 for m in after()), log_text(agent.log)
+        assert "3 unusable frames in a row" in log_text(agent.log)
+        assert all(m.header.frame_id == "watchdog" for m in after())
         assert "yuv422" in log_text(agent.log) and "driving again" not in log_text(agent.log)
         t_good = time.monotonic()
-        agent.send((k + 7) * 50_000_000)
+        agent.send((i + 1) * 50_000_000)
         assert agent.probe.spin_until(
             lambda: any(m.header.frame_id == "" for w, m in agent.got if w >= t_good), 10.0
         )

@@ -100,10 +100,15 @@ def test_time_jumping_backwards_and_a_burst_of_frames(agent_and_probe):
     assert probe.spin_until(lambda: pub.get_subscription_count() > 0, 60.0)
     rgb = np.random.default_rng(0).integers(0, 256, (66, 200, 3), dtype=np.uint8)
     for ns in (10_000_000_000, 10_050_000_000, 3_000_000_000, 3_050_000_000):  # back 7 s
-        pub.publish(_frame(ns, rgb))
-        assert probe.spin_until(
-            lambda ns=ns: any(m.header.stamp == time_msg(ns) for _, m in got), 10.0
-        ), log_text(log)
+        # Re-sent (the agent answers a re-sent frame again) until answered: a best-effort
+        # frame published before the agent's reader has matched this writer is dropped.
+        for _ in range(20):
+            pub.publish(_frame(ns, rgb))
+            if probe.spin_until(
+                lambda ns=ns: any(m.header.stamp == time_msg(ns) for _, m in got), 0.5
+            ):
+                break
+        assert any(m.header.stamp == time_msg(ns) for _, m in got), log_text(log)
     t0 = time.monotonic()
     for i in range(1000):  # as fast as possible: the agent keeps only the newest frame
         pub.publish(_frame(20_000_000_000 + i * 50_000_000, rgb))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import time
 from types import SimpleNamespace
 
 import numpy as np
@@ -105,7 +106,9 @@ def _jpeg(rgb: np.ndarray, ns: int, data: bytes | None = None):
 class AgentUnderTest:
     """An agent process plus a probe that feeds it frames and collects its commands."""
 
-    def __init__(self, proc, log, probe, image_type, image_topic, control_type, control_topic):
+    def __init__(
+        self, proc, log, probe, image_type, image_topic, control_type, control_topic, make_frame
+    ):
         from rclpy.qos import QoSProfile
 
         self.proc, self.log, self.probe = proc, log, probe
@@ -123,6 +126,25 @@ class AgentUnderTest:
             60.0,
         )
         assert ready and proc.poll() is None, f"agent did not start:\n{log_text(log)}"
+        self._warm_up(make_frame)
+
+    def _answers(self) -> int:
+        """How many commands answered a frame (watchdog brakes do not count)."""
+        return sum(getattr(c, "header", None) is None or c.header.frame_id != "watchdog"
+                   for c in self.controls)  # fmt: skip
+
+    def _warm_up(self, make_frame, timeout_s: float = 60.0) -> None:
+        """Stream frames (as a camera does) until one is answered. The graph shows both
+        endpoints before DDS has matched them both ways: the agent's best-effort reader
+        drops a frame sent earlier, and its volatile writer sends a command to no one."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            n = self._answers()
+            self.send(make_frame())
+            if self.probe.spin_until(lambda n=n: self._answers() > n, 0.5):
+                self.probe.spin_for(0.3)  # the answers of frames still in flight
+                return
+        raise AssertionError(f"no frame answered in {timeout_s:.0f} s:\n{log_text(self.log)}")
 
     def send(self, msg) -> int:
         """Publish `msg` with the next stamp (unless it has one > 0); returns the stamp."""
@@ -165,8 +187,9 @@ def carla_agent(domain, checkpoint, tmp_path_factory):
     try:
         probe = Probe("carla_probe")
         yield AgentUnderTest(
-            proc, log, probe, Image, topics.IMAGE, CarlaEgoVehicleControl, topics.CONTROL
-        )
+            proc, log, probe, Image, topics.IMAGE, CarlaEgoVehicleControl, topics.CONTROL,
+            lambda: _image(_frames(1, seed=99)[0], 0),
+        )  # fmt: skip
     finally:
         # The agent first: a participant whose TCP peers are up can hang when deleted.
         _stop(proc)
@@ -196,8 +219,9 @@ def twist_agent(domain, checkpoint, tmp_path_factory):
     try:
         probe = Probe("twist_probe")
         yield AgentUnderTest(
-            proc, log, probe, CompressedImage, topics.IMAGE + "/compressed", Twist, topics.TWIST
-        )
+            proc, log, probe, CompressedImage, topics.IMAGE + "/compressed", Twist, topics.TWIST,
+            lambda: _jpeg(_frames(1, seed=99)[0], 0),
+        )  # fmt: skip
     finally:
         # The agent first: a participant whose TCP peers are up can hang when deleted.
         _stop(proc)

@@ -1,17 +1,17 @@
 #!/bin/bash
 # The evaluation runs behind the README's tables (two streams side by side on 2 cores).
 # Two earlier shipped CNN+LSTMs are the comparison, taken from git history (runs/ is not in
-# git): cnn_lstm_r2 (before the DAgger rounds, commit 264f282) and cnn_lstm_r56 (DAgger rounds
-# 5 and 6, shipped before rounds 9 and 10, commit e42e4a3).
+# git): cnn_lstm_r2 (before the DAgger rounds, commit 264f282) and cnn_lstm_r910 (the mean of
+# DAgger rounds 9 and 10, shipped before round 12, commit 3dea5da).
 set -e
 cd "$(dirname "$0")/.."
 mkdir -p runs/git
 git show 264f282:checkpoints/cnn_lstm.pt > runs/git/cnn_lstm_r2.pt
-git show e42e4a3:checkpoints/cnn_lstm.pt > runs/git/cnn_lstm_r56.pt
+git show 3dea5da:checkpoints/cnn_lstm.pt > runs/git/cnn_lstm_r910.pt
 export AMENT_PREFIX_PATH=${AMENT_PREFIX_PATH:-$PWD/.venv}
 E=".venv/bin/python -m steering_agent.cli eval --threads 1 --quiet"
 M=docs/measurements/suites
-L=checkpoints/cnn_lstm.pt; C=checkpoints/cnn.pt; S=checkpoints/cnn_stack.pt; P=runs/git/cnn_lstm_r2.pt; D=runs/git/cnn_lstm_r56.pt
+L=checkpoints/cnn_lstm.pt; C=checkpoints/cnn.pt; S=checkpoints/cnn_stack.pt; P=runs/git/cnn_lstm_r2.pt; D=runs/git/cnn_lstm_r910.pt
 streamA() {
   $E --policy $L --policy $C --policy $S --policy hold:$L --policy hold:$C --policy $P \
      --policy lane-follower --policy expert \
@@ -33,9 +33,12 @@ streamB() {
      --suite world --episodes 10 --route-length-m 1000 --num-envs 10 --json $M/world_20km.json > runs/eval_world20.log 2>&1
   $E --policy $L --policy $D --policy $C --policy $S --policy $P \
      --suite lane --episodes 20 --route-length-m 1000 --num-envs 10 --json $M/lane_20km.json > runs/eval_lane20.log 2>&1
-  # a fourth set, not looked at while choosing the checkpoint of rounds 9 and 10
+  # a fourth set (rounds 9-10 were chosen without it; round 12 looked at all four)
   $E --policy $L --policy $D --suite world --episodes 10 --seed 300 --route-length-m 1000 \
      --num-envs 10 --json $M/world_20km_seed300.json > runs/eval_world20_seed300.log 2>&1
+  # a fifth set, not looked at while choosing the checkpoint of round 12
+  $E --policy $L --policy $D --suite world --episodes 10 --seed 400 --route-length-m 1000 \
+     --num-envs 10 --json $M/world_20km_seed400.json > runs/eval_world20_seed400.log 2>&1
 }
 streamA & streamB & wait
 echo ALL DONE
